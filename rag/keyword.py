@@ -66,15 +66,13 @@ def fugashi_tokens(text: str) -> list[str]:
 
 @lru_cache(maxsize=1)
 def _sudachi_tokenizer():
-    from sudachipy import Dictionary
+    from sudachipy import Dictionary, SplitMode
 
-    return Dictionary(dict="core").create()
+    return Dictionary(dict="core").tokenizer(mode=SplitMode.A)
 
 
 def sudachi_tokens(text: str) -> list[str]:
     """Sudachi mode-A morphemes, normalized forms, without particles, auxiliaries or symbols."""
-    from sudachipy import SplitMode
-
     tok = _sudachi_tokenizer()
     out = []
     t = _norm(text)
@@ -83,7 +81,7 @@ def sudachi_tokens(text: str) -> list[str]:
         if not line.strip():
             continue
         for i in range(0, len(line), 4000):
-            for m in tok.tokenize(line[i:i + 4000], SplitMode.A):
+            for m in tok.tokenize(line[i:i + 4000]):
                 if m.part_of_speech()[0] in _STOP_POS:
                     continue
                 s = m.normalized_form().strip().lower()

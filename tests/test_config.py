@@ -1,0 +1,28 @@
+import pytest
+
+from rag.config import Settings, load_settings
+
+
+def test_defaults_env_and_toml_precedence(tmp_path):
+    toml = tmp_path / "rag.toml"
+    toml.write_text('[rag]\nchunk_tokens = 150\nllm_model = "from-toml"\ntop_k = 7\n')
+    s = load_settings(env={"RAG_LLM_MODEL": "from-env", "RAG_DENSE_WEIGHT": "0.5"}, config_file=toml, top_k=3)
+    assert s.chunk_tokens == 150          # toml over default
+    assert s.llm_model == "from-env"      # env over toml
+    assert s.dense_weight == 0.5          # env coerced to float
+    assert s.top_k == 3                   # explicit override wins
+    assert s.embedder == Settings().embedder
+
+
+def test_unknown_toml_key_and_bad_env_value_are_named(tmp_path):
+    toml = tmp_path / "rag.toml"
+    toml.write_text("[rag]\nchunk_tokenz = 1\n")
+    with pytest.raises(ValueError, match="chunk_tokenz"):
+        load_settings(env={}, config_file=toml)
+    with pytest.raises(ValueError, match="RAG_TOP_K"):
+        load_settings(env={"RAG_TOP_K": "many"})
+
+
+def test_api_key_not_in_repr():
+    s = Settings(llm_api_key="sk-secret-123")
+    assert "sk-secret-123" not in repr(s)

