@@ -24,7 +24,7 @@ from rag.embedding import load_embedder  # noqa: E402
 from rag.evaluation import load_questions, relevance, retrieval_metrics  # noqa: E402
 from rag.index import IndexReader  # noqa: E402
 from rag.keyword import BM25Index, get_tokenizer  # noqa: E402
-from rag.retrieval import weighted_rrf  # noqa: E402
+from rag.retrieval import score_fusion, weighted_rrf  # noqa: E402
 
 
 def main() -> None:
@@ -33,7 +33,8 @@ def main() -> None:
     ap.add_argument("--index", required=True)
     ap.add_argument("--tokenizers", default="bigram,fugashi,sudachi,fugashi+bigram")
     ap.add_argument("--weights", default="1:1,1:2,1:3,2:1")
-    ap.add_argument("--rrf-k", type=int, default=60)
+    ap.add_argument("--rrf-k", default="60", help="comma-separated k values for RRF")
+    ap.add_argument("--alphas", default="", help="comma-separated keyword weights for score fusion (dense = 1 - a)")
     ap.add_argument("--candidates", type=int, default=50)
     ap.add_argument("--json", action="store_true", help="also print all figures as one JSON object")
     args = ap.parse_args()
@@ -51,7 +52,7 @@ def main() -> None:
     dense = []
     for q in qs:
         d, i = reader.vectors.search(emb.embed_query(q["question"]).reshape(1, -1), n)
-        dense.append([int(x) for x in i[0] if x >= 0])
+        dense.append([(int(x), float(y)) for x, y in zip(i[0], d[0]) if x >= 0])
     print(f"dense: {len(qs)} queries in {time.perf_counter() - t:.1f}s", file=sys.stderr)
 
     def score(rankings):
@@ -60,7 +61,7 @@ def main() -> None:
         m = retrieval_metrics(rels)
         return {k: round(m[k], 4) for k in ("hit@1", "hit@5", "mrr@10")}
 
-    results = {"dense": score(dense)}
+    results = {"dense": score([[d for d, _ in r] for r in dense])}
     print("dense", results["dense"])
     for name in args.tokenizers.split(","):
         tok = get_tokenizer(name)
@@ -70,15 +71,23 @@ def main() -> None:
         kw = []
         t = time.perf_counter()
         for q in qs:
-            kw.append([int(ids[r]) for r, _ in bm.search(tok(q["question"]), n)])
+            kw.append([(int(ids[r]), sc) for r, sc in bm.search(tok(q["question"]), n)])
         q_ms = (time.perf_counter() - t) * 1000 / len(qs)
-        results[f"keyword[{name}]"] = score(kw)
+        results[f"keyword[{name}]"] = score([[d for d, _ in r] for r in kw])
         print(f"keyword[{name}] build {build_s:.1f}s, {q_ms:.1f} ms/query", results[f"keyword[{name}]"])
-        for w in args.weights.split(","):
-            wd, wk = (float(x) for x in w.split(":"))
-            fused = [[d for d, _ in weighted_rrf([a, b], [wd, wk], args.rrf_k)] for a, b in zip(dense, kw)]
-            results[f"hybrid[{name}, dense:kw={w}]"] = score(fused)
-            print(f"  hybrid dense:kw={w}", results[f"hybrid[{name}, dense:kw={w}]"])
+        for rk in (int(x) for x in args.rrf_k.split(",")):
+            for w in args.weights.split(","):
+                wd, wk = (float(x) for x in w.split(":"))
+                fused = [[d for d, _ in weighted_rrf([[x for x, _ in a], [x for x, _ in b]], [wd, wk], rk)]
+                         for a, b in zip(dense, kw)]
+                key = f"rrf[{name}, k={rk}, dense:kw={w}]"
+                results[key] = score(fused)
+                print(" ", key, results[key])
+        for a in (float(x) for x in args.alphas.split(",") if x):
+            fused = [[d for d, _ in score_fusion([dd, kk], [1 - a, a])] for dd, kk in zip(dense, kw)]
+            key = f"score[{name}, kw={a}]"
+            results[key] = score(fused)
+            print(" ", key, results[key])
     if args.json:
         print(json.dumps(results, ensure_ascii=False, indent=1))
 

@@ -65,6 +65,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_filters(p)
     p.add_argument("--json", action="store_true")
 
+    p = sub.add_parser("ask", help="answer a question from the archive, with citations")
+    p.add_argument("question")
+    _add_index(p)
+    _add_filters(p)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("eval", help="score retrieval, answers, citations and refusals on a question set",
+                       description="rag eval QUESTIONS [...]  |  rag eval compare REPORT_A REPORT_B")
+    p.add_argument("questions", help="JSONL question set, or 'compare'")
+    p.add_argument("reports", nargs="*", help="with 'compare': two report.json files or --out directories")
+    _add_index(p)
+    p.add_argument("--k", type=int, default=10, help="retrieval depth for the metrics (default 10)")
+    p.add_argument("--mode", choices=("hybrid", "dense", "keyword"), default="hybrid")
+    p.add_argument("--retrieval-only", action="store_true", help="skip answering")
+    p.add_argument("--limit", type=int, default=None, help="only the first N questions")
+    p.add_argument("--out", metavar="REPORT_DIR", help="write report.json, report.md and questions.jsonl here")
+    p.add_argument("--json", action="store_true")
+
     p = sub.add_parser("show", help="a post's metadata and its chunks as indexed")
     p.add_argument("post_id")
     _add_index(p)
@@ -146,6 +164,94 @@ def cmd_search(args: argparse.Namespace, s: Settings) -> int:
     return 0
 
 
+def open_assistant(s: Settings):
+    from .generation import Assistant
+
+    return Assistant(s, open_retriever(s))
+
+
+def format_sources(sources: list[dict], n_cited: int) -> str:
+    lines = []
+    for src in sources:
+        mark = "" if src["n"] <= n_cited else "  (not cited)"
+        where = f" <{src['url']}>" if src.get("url") else ""
+        lines.append(f"[{src['n']}] {src['title']} ({(src.get('date') or 'no date')[:10]}){where}{mark}")
+        lines.append("    " + " ".join(src["text"].split())[:200])
+    return "\n".join(lines)
+
+
+def cmd_ask(args: argparse.Namespace, s: Settings) -> int:
+    filters = _filters(args)
+    assistant = open_assistant(s)
+    if args.json:
+        ans = assistant.ask(args.question, k=args.k, mode=args.mode, filters=filters)
+        print(json.dumps(ans.as_json(), ensure_ascii=False, indent=2))
+        return 1 if ans.mode == "error" else 0
+    final = None
+    for kind, payload in assistant.stream(args.question, k=args.k, mode=args.mode, filters=filters):
+        if kind == "delta":
+            sys.stdout.write(payload)
+            sys.stdout.flush()
+        else:
+            final = payload
+    print()
+    if final.mode == "error":
+        print(f"\nerror: {final.error}", file=sys.stderr)
+    unsupported = [c for c in final.claims if not c["supported"]]
+    if unsupported:
+        print(f"\n! {len(unsupported)} statement(s) not supported by the cited sources:")
+        for c in unsupported:
+            print(f"  - {c['text']}")
+    if final.sources:
+        print("\nSources:" if final.mode != "refused" else "\nNearest passages:")
+        print(format_sources(final.sources, len(final.citations)))
+    return 1 if final.mode == "error" else 0
+
+
+def cmd_eval(args: argparse.Namespace, s: Settings) -> int:
+    from . import evaluation as ev
+
+    if args.questions == "compare":
+        if len(args.reports) != 2:
+            return _die("usage: rag eval compare REPORT_A REPORT_B")
+        print(ev.compare_reports(ev.load_report(args.reports[0]), ev.load_report(args.reports[1])))
+        return 0
+    questions = ev.load_questions(args.questions)[: args.limit]
+    assistant = open_assistant(s)
+    retriever = assistant.retriever
+    bar = None
+    if not args.json:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(questions), desc="evaluating", unit="q", file=sys.stderr, dynamic_ncols=True)
+    records = []
+    for q in questions:
+        records.append(ev.evaluate_question(q, retriever, assistant, args.k, args.mode, args.retrieval_only))
+        if bar:
+            bar.update(1)
+    if bar:
+        bar.close()
+    report = ev.summarize(records, args.k, args.retrieval_only)
+    report["config"] = {"embedder": retriever.embedder.name, "index_chunks": retriever.reader.n_chunks,
+                        "mode": args.mode, "k": args.k, "model": assistant.model_label,
+                        "keyword_tokenizer": retriever.reader.info.get("keyword_tokenizer"),
+                        "fusion": f"{s.fusion} dense={s.dense_weight} keyword={s.keyword_weight}",
+                        "questions": str(args.questions)}
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "report.json").write_text(json.dumps(report, ensure_ascii=False, indent=2), encoding="utf-8")
+        (out / "report.md").write_text(ev.report_markdown(report), encoding="utf-8")
+        with open(out / "questions.jsonl", "w", encoding="utf-8") as f:
+            for r in records:
+                f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    if args.json:
+        print(json.dumps(report, ensure_ascii=False, indent=2))
+    else:
+        print(ev.report_markdown(report, f"rag eval {args.questions}"))
+    return 0
+
+
 def cmd_show(args: argparse.Namespace, s: Settings) -> int:
     from .index import IndexReader
 
@@ -166,7 +272,7 @@ def cmd_show(args: argparse.Namespace, s: Settings) -> int:
     return 0
 
 
-COMMANDS = {"ingest": cmd_ingest, "search": cmd_search, "show": cmd_show}
+COMMANDS = {"ingest": cmd_ingest, "search": cmd_search, "ask": cmd_ask, "eval": cmd_eval, "show": cmd_show}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -31,10 +31,12 @@ class Settings:
     chunk_overlap_tokens: int = 40
     # Keyword leg: "sudachi", "fugashi", "bigram" or "fugashi+bigram".
     keyword_tokenizer: str = "fugashi+bigram"
-    # Hybrid fusion (weighted reciprocal rank fusion).
+    # Hybrid fusion: "rrf" (weighted reciprocal rank fusion) or "score" (weighted normalized scores).
+    # Measured on JaQuAD (eval/tune_retrieval.py): score fusion 0.4/0.6 beat every RRF setting.
+    fusion: str = "score"
     fusion_k: int = 60
-    dense_weight: float = 1.0
-    keyword_weight: float = 1.0
+    dense_weight: float = 0.4
+    keyword_weight: float = 0.6
     candidates: int = 50
     dedup_threshold: float = 0.9
     top_k: int = 5
@@ -47,9 +49,11 @@ class Settings:
     llm_connect_timeout: float = 5.0
     llm_read_timeout: float = 60.0
     llm_max_retries: int = 2
-    # Refusal: minimum evidence before answering.
-    refusal_min_dense: float = 0.0
-    refusal_min_keyword: float = 0.0
+    # Refusal: minimum evidence before answering, calibrated on JaQuAD for the default embedder
+    # (eval/calibrate_refusal.py). Coverage applies to Japanese questions only (cross-lingual
+    # questions share few terms with the posts even when answerable).
+    refusal_min_dense: float = 0.83
+    refusal_min_coverage: float = 0.36
     prompts_dir: str = ""
     lock_timeout: float = 0.0
 

@@ -104,3 +104,142 @@ def load_questions(path: str | Path) -> list[dict]:
             raise ValueError(f"{p}:{n}: 'answers' and 'gold_posts' must be lists")
         out.append(q)
     return out
+
+
+# ---------------------------------------------------------------- running an evaluation
+
+def _answer_body(answer) -> str:
+    """The answer without the extractive label (the label is not an answer)."""
+    text = answer.answer
+    if answer.mode == "extractive" and "\n\n" in text:
+        text = text.split("\n\n", 1)[1]
+    from .citations import strip_citations
+
+    return strip_citations(text)
+
+
+def evaluate_question(q: dict, retriever, assistant, k: int, mode: str, retrieval_only: bool) -> dict:
+    """Everything measured for one question, as a plain dict (one line of the per-question JSONL)."""
+    import time
+
+    t = time.perf_counter()
+    hits = retriever.search(q["question"], max(k, 10), mode)
+    search_ms = (time.perf_counter() - t) * 1000
+    rec = {"id": q["id"], "question": q["question"], "answerable": q["answerable"], "gold_posts": q["gold_posts"],
+           "answers": q["answers"],
+           "retrieved": [{"rank": i, "post_id": h.post_id, "chunk_id": h.chunk_id, "score": round(h.score, 4)}
+                         for i, h in enumerate(hits[:k], 1)]}
+    if q["answerable"]:
+        rec["rel"] = relevance([h.post_id for h in hits], [h.text for h in hits], q["gold_posts"], q["answers"])
+        rec["rel_post"] = relevance([h.post_id for h in hits], [h.text for h in hits], q["gold_posts"],
+                                    q["answers"], post_level=True)
+    rec["latency_ms"] = {"retrieval": round(search_ms, 1), "generation": 0.0, "total": round(search_ms, 1)}
+    if retrieval_only:
+        return rec
+    ans = assistant.ask(q["question"], mode=mode)
+    body = _answer_body(ans)
+    cited_posts = [c["post_id"] for c in ans.citations]
+    gold = set(q["gold_posts"])
+    rec.update({
+        "mode": ans.mode, "answer": ans.answer, "error": ans.error,
+        "citations": ans.citations, "claims": ans.claims, "latency_ms": {
+            k2: ans.latency_ms.get(k2, 0.0) for k2 in ("retrieval", "generation", "total")},
+        "evidence": ans.latency_ms.get("evidence"),
+        "refused": ans.mode == "refused",
+        "contains_gold": contains_answer(body, q["answers"]) if q["answerable"] and ans.mode != "refused" else None,
+        "char_f1": max((char_f1(body, a) for a in q["answers"]), default=0.0)
+        if q["answerable"] and ans.mode != "refused" else None,
+        "citation_precision": (sum(p in gold for p in cited_posts) / len(cited_posts)) if cited_posts and q["answerable"]
+        else None,
+        "citation_recall": float(bool(gold & set(cited_posts))) if q["answerable"] and ans.mode != "refused" else None,
+    })
+    return rec
+
+
+def _mean(xs: list) -> float:
+    xs = [x for x in xs if x is not None]
+    return sum(xs) / len(xs) if xs else 0.0
+
+
+def summarize(records: list[dict], k: int, retrieval_only: bool) -> dict:
+    answerable = [r for r in records if r["answerable"]]
+    unanswerable = [r for r in records if not r["answerable"]]
+    out: dict = {
+        "retrieval": {m: round(v, 4) for m, v in retrieval_metrics([r["rel"] for r in answerable]).items()},
+        "retrieval_post_level": {m: round(v, 4) for m, v in
+                                 retrieval_metrics([r["rel_post"] for r in answerable]).items()},
+        "n_questions": len(records),
+        "n_answerable": len(answerable),
+    }
+    lat = {key: [r["latency_ms"][key] for r in records] for key in ("retrieval", "generation", "total")}
+    out["latency_ms"] = {f"{key}_{p}": round(percentile(v, q), 1) for key, v in lat.items()
+                         for p, q in (("p50", 50), ("p95", 95))}
+    if not retrieval_only:
+        claims = [c for r in records for c in (r.get("claims") or [])]
+        out["answers"] = {
+            "contains_gold": round(_mean([r["contains_gold"] for r in answerable if r["contains_gold"] is not None]), 4),
+            "char_f1": round(_mean([r["char_f1"] for r in answerable]), 4),
+            "citation_precision": round(_mean([r["citation_precision"] for r in answerable]), 4),
+            "citation_recall": round(_mean([r["citation_recall"] for r in answerable]), 4),
+            "unsupported_rate": round(sum(not c["supported"] for c in claims) / len(claims), 4) if claims else 0.0,
+            "errors": sum(r.get("mode") == "error" for r in records),
+        }
+        out["refusal"] = {
+            "correct_refusal_rate": round(_mean([float(r["refused"]) for r in unanswerable]), 4),
+            "false_refusal_rate": round(_mean([float(r["refused"]) for r in answerable]), 4),
+        }
+    return out
+
+
+def report_markdown(report: dict, title: str = "Evaluation report") -> str:
+    lines = [f"# {title}", ""]
+    cfg = report.get("config", {})
+    lines.append("Config: " + ", ".join(f"{k}={v}" for k, v in cfg.items()))
+    lines.append("")
+    lines.append("| metric | value |")
+    lines.append("| --- | --- |")
+    for section in ("retrieval", "retrieval_post_level", "answers", "refusal", "latency_ms"):
+        for k, v in (report.get(section) or {}).items():
+            lines.append(f"| {section}.{k} | {v} |")
+    lines.append(f"| n_questions | {report.get('n_questions')} |")
+    return "\n".join(lines) + "\n"
+
+
+def flatten(report: dict) -> dict[str, float]:
+    out = {}
+    for section, val in report.items():
+        if isinstance(val, dict) and section != "config":
+            for k, v in val.items():
+                if isinstance(v, (int, float)):
+                    out[f"{section}.{k}"] = v
+        elif isinstance(val, (int, float)):
+            out[section] = val
+    return out
+
+
+def compare_reports(a: dict, b: dict) -> str:
+    """Side-by-side table of two reports with differences (B - A)."""
+    fa, fb = flatten(a), flatten(b)
+    keys = list(dict.fromkeys([*fa, *fb]))
+    width = max(len(k) for k in keys) if keys else 10
+    lines = [f"{'metric':<{width}}  {'A':>10}  {'B':>10}  {'B-A':>10}"]
+    for k in keys:
+        va, vb = fa.get(k), fb.get(k)
+        diff = "" if va is None or vb is None else f"{vb - va:+.4f}"
+        lines.append(f"{k:<{width}}  {'' if va is None else f'{va:.4f}':>10}  {'' if vb is None else f'{vb:.4f}':>10}"
+                     f"  {diff:>10}")
+    ca, cb = a.get("config", {}), b.get("config", {})
+    for k in dict.fromkeys([*ca, *cb]):
+        if ca.get(k) != cb.get(k):
+            lines.append(f"config.{k}: A={ca.get(k)!r}  B={cb.get(k)!r}")
+    return "\n".join(lines)
+
+
+def load_report(path: str | Path) -> dict:
+    p = Path(path)
+    if p.is_dir():
+        p = p / "report.json"
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"cannot read report {p}: {exc}") from None

@@ -59,6 +59,24 @@ def weighted_rrf(rankings: Sequence[Sequence[int]], weights: Sequence[float], k:
     return sorted(scores.items(), key=lambda x: (-x[1], x[0]))
 
 
+def score_fusion(legs: Sequence[Sequence[tuple[int, float]]], weights: Sequence[float]) -> list[tuple[int, float]]:
+    """Convex combination of max-normalized scores; a document missing from a leg scores 0 there.
+
+    Dense cosines are shifted by the leg's minimum first (they bunch near 0.8 for e5), BM25 scores
+    are divided by the leg's maximum (0 is a real zero there).
+    """
+    scores: dict[int, float] = {}
+    for leg, w, shift in zip(legs, weights, (True, False)):
+        if not leg:
+            continue
+        vals = [v for _, v in leg]
+        lo = min(vals) if shift else 0.0
+        span = (max(vals) - lo) or 1.0
+        for doc, v in leg:
+            scores[doc] = scores.get(doc, 0.0) + w * (v - lo) / span
+    return sorted(scores.items(), key=lambda x: (-x[1], x[0]))
+
+
 def trigram_set(text: str) -> set[str]:
     t = "".join(text.split())
     return {t[i:i + 3] for i in range(max(1, len(t) - 2))}
@@ -86,6 +104,7 @@ class Retriever:
         import faiss
 
         qv = self.embedder.embed_query(query).reshape(1, -1).astype(np.float32)
+        self._qv = qv
         if allowed is not None:
             if allowed.size == 0:
                 return []
@@ -109,6 +128,7 @@ class Retriever:
         k = k or self.settings.top_k
         n = max(self.settings.candidates, k * 3)
         timings: dict[str, float] = {}
+        self._qv = None
         t = time.perf_counter()
         allowed = self.reader.filtered_ids(filters.tags, filters.categories, filters.since, filters.until)
         timings["filter_ms"] = (time.perf_counter() - t) * 1000
@@ -130,8 +150,12 @@ class Retriever:
         elif mode == "keyword":
             ranked = kw_hits
         else:
-            ranked = weighted_rrf([[i for i, _ in dense_hits], [i for i, _ in kw_hits]],
-                                  [self.settings.dense_weight, self.settings.keyword_weight], self.settings.fusion_k)
+            weights = [self.settings.dense_weight, self.settings.keyword_weight]
+            if self.settings.fusion == "rrf":
+                ranked = weighted_rrf([[i for i, _ in dense_hits], [i for i, _ in kw_hits]], weights,
+                                      self.settings.fusion_k)
+            else:
+                ranked = score_fusion([dense_hits, kw_hits], weights)
         rows = self.reader.chunk_rows([i for i, _ in ranked[: n]])
         hits: list[Hit] = []
         grams: list[set[str]] = []
@@ -149,6 +173,10 @@ class Retriever:
                             categories=json.loads(r["categories"])))
             if len(hits) >= k:
                 break
+        if self._qv is not None:
+            for h in hits:
+                if h.dense_score is None:
+                    h.dense_score = float(self.reader.vectors.reconstruct(h.id) @ self._qv[0])
         timings["fusion_ms"] = (time.perf_counter() - t) * 1000
         self.last_timings = timings
         return hits

@@ -1,0 +1,125 @@
+"""Citations that can be trusted: parse `[n]`, drop numbers that point nowhere, renumber in order of
+first citation (also while streaming), and check each cited sentence against its sources.
+
+The numbers shown in the answer and the numbers of the source list are one list: source 1 is the
+first source the answer cites, and so on; retrieved passages the answer does not cite follow.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from .corpus import split_sentences
+from .keyword import bigram_tokens
+
+# [1], [1, 2], [1][2], 【1】, ［1］, [^1]
+_CITE_RE = re.compile(r"[\[【［]\^?\s*(\d{1,3}(?:\s*[,，、]\s*\^?\d{1,3})*)\s*[\]】］]")
+_PARTIAL_RE = re.compile(r"[\[【［]\^?[\d\s,，、^]*$")
+_NUM_RE = re.compile(r"\d+(?:[.,]\d+)*")
+_HIRAGANA_ONLY = re.compile(r"^[\u3040-\u309f]+$")
+
+
+def cited_numbers(text: str) -> list[int]:
+    """All cited numbers in order of appearance (with repeats)."""
+    out = []
+    for m in _CITE_RE.finditer(text):
+        out.extend(int(x) for x in re.findall(r"\d+", m.group(1)))
+    return out
+
+
+@dataclass
+class Renumberer:
+    """Streaming-safe rewrite of `[n]` markers: valid numbers renumbered by first use, invalid ones dropped."""
+
+    n_sources: int
+    mapping: dict[int, int] = field(default_factory=dict)  # original -> shown
+    invalid: list[int] = field(default_factory=list)
+    _buf: str = ""
+
+    def _sub(self, m: re.Match) -> str:
+        out = []
+        for x in re.findall(r"\d+", m.group(1)):
+            n = int(x)
+            if 1 <= n <= self.n_sources:
+                if n not in self.mapping:
+                    self.mapping[n] = len(self.mapping) + 1
+                tag = f"[{self.mapping[n]}]"
+                if tag not in out:
+                    out.append(tag)
+            elif n not in self.invalid:
+                self.invalid.append(n)
+        return "".join(out)
+
+    def feed(self, text: str) -> str:
+        """Rewrite what can be rewritten; hold back a possibly unfinished marker at the end."""
+        self._buf += text
+        m = _PARTIAL_RE.search(self._buf)
+        if m and len(self._buf) - m.start() <= 16:
+            head, self._buf = self._buf[:m.start()], self._buf[m.start():]
+        else:
+            head, self._buf = self._buf, ""
+        return _CITE_RE.sub(self._sub, head)
+
+    def flush(self) -> str:
+        rest, self._buf = self._buf, ""
+        return _CITE_RE.sub(self._sub, rest)
+
+    def order(self) -> list[int]:
+        """Original source numbers in the order they are now numbered."""
+        return [n for n, _ in sorted(self.mapping.items(), key=lambda kv: kv[1])]
+
+
+def renumber(text: str, n_sources: int) -> tuple[str, list[int], list[int]]:
+    """Whole-text version: (rewritten text, original numbers in new order, invalid numbers)."""
+    r = Renumberer(n_sources)
+    out = r.feed(text) + r.flush()
+    return out, r.order(), r.invalid
+
+
+def strip_citations(text: str) -> str:
+    return _CITE_RE.sub("", text)
+
+
+def _content_bigrams(text: str) -> set[str]:
+    return {t for t in bigram_tokens(text) if not _HIRAGANA_ONLY.match(t)}
+
+
+def support_score(claim: str, source: str) -> float:
+    """Share of the claim's content bigrams (and Latin words) found in the source; numbers must all appear."""
+    c = _content_bigrams(strip_citations(claim))
+    if not c:
+        return 1.0
+    s = _content_bigrams(source)
+    nums = set(_NUM_RE.findall(strip_citations(claim)))
+    src_norm = "".join(source.split())
+    if any(n not in src_norm for n in nums):
+        return 0.0
+    return len(c & s) / len(c)
+
+
+@dataclass
+class Claim:
+    text: str
+    citations: list[int]
+    supported: bool
+    score: float
+
+
+def check_claims(answer: str, sources: dict[int, str], threshold: float = 0.5) -> list[Claim]:
+    """Every sentence that cites something is checked against the sources it cites.
+
+    Sentences without citations are claims too, unless they are short connective text.
+    """
+    claims = []
+    for sent in split_sentences(answer):
+        nums = [n for n in dict.fromkeys(cited_numbers(sent))]
+        body = strip_citations(sent).strip()
+        if len(_content_bigrams(body)) < 3:
+            continue
+        if not nums:
+            claims.append(Claim(body, [], False, 0.0))
+            continue
+        score = max((support_score(body, sources[n]) for n in nums if n in sources), default=0.0)
+        claims.append(Claim(body, nums, score >= threshold, round(score, 3)))
+    return claims

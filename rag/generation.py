@@ -1,0 +1,275 @@
+"""Answers: retrieval -> (refusal | chat endpoint | extractive) -> renumbered, checked citations.
+
+`Assistant` is the one API that the CLI, the web UI and the evaluation share:
+`ask()` returns an `Answer`; `stream()` yields ("delta", text) events and finally ("answer", Answer).
+Streamed text is renumbered on the fly, so what the reader sees while streaming is exactly the
+final answer and its `[n]` match the source list.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from .citations import Renumberer, check_claims
+from .config import Settings
+from .corpus import split_sentences
+from .llm import ChatClient, LLMConfig, LLMError
+from .retrieval import Filters, Hit, Retriever
+
+PROMPTS_DIR = Path(__file__).resolve().parents[1] / "prompts"
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff]")
+_LATIN = re.compile(r"[A-Za-z]")
+_FOLLOWUP_HINT = re.compile(r"(それ|その|これ|この|あれ|あの|そこ|彼|彼女|同じ|前者|後者|さっき|\b(it|its|that|those|they|them|this|these)\b)",
+                            re.I)
+
+
+def is_english(text: str) -> bool:
+    return not _CJK.search(text) and len(_LATIN.findall(text)) >= 2
+
+
+class Prompts:
+    """Prompt templates read from `prompts/` (text files, not Python strings)."""
+
+    def __init__(self, directory: str | Path | None = None):
+        self.dir = Path(directory) if directory else PROMPTS_DIR
+
+    def get(self, name: str) -> str:
+        path = self.dir / f"{name}.txt"
+        try:
+            return path.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            raise FileNotFoundError(f"prompt template missing: {path}") from None
+
+    def lang(self, name: str, english: bool) -> str:
+        return self.get(f"{name}.{'en' if english else 'ja'}")
+
+
+def _escape(text: str) -> str:
+    """Sources are data: keep them from closing or opening the tags that delimit them."""
+    return text.replace("<", "＜").replace(">", "＞")
+
+
+@dataclass
+class Answer:
+    question: str
+    standalone_question: str
+    answer: str
+    mode: str                      # "llm" | "extractive" | "refused" | "error"
+    sources: list[dict]
+    citations: list[dict]
+    claims: list[dict] = field(default_factory=list)
+    latency_ms: dict = field(default_factory=dict)
+    error: str | None = None
+    invalid_citations: list[int] = field(default_factory=list)
+
+    def as_json(self) -> dict:
+        out = {"question": self.question, "answer": self.answer, "mode": self.mode, "citations": self.citations,
+               "sources": self.sources, "latency_ms": self.latency_ms,
+               "standalone_question": self.standalone_question, "claims": self.claims,
+               "invalid_citations": self.invalid_citations}
+        if self.error is not None:
+            out["error"] = self.error
+        return out
+
+
+def source_dict(n: int, h: Hit) -> dict:
+    return {"n": n, "post_id": h.post_id, "title": h.title, "date": h.date, "url": h.url, "chunk_id": h.chunk_id,
+            "text": h.text, "score": round(float(h.score), 6), "tags": h.tags}
+
+
+def number_sources(hits: Sequence[Hit], cited_order: Sequence[int]) -> list[dict]:
+    """Cited passages first (in order of first citation), then the other retrieved ones."""
+    ordered = [hits[i - 1] for i in cited_order] + [h for i, h in enumerate(hits, 1) if i not in cited_order]
+    return [source_dict(n, h) for n, h in enumerate(ordered, 1)]
+
+
+def evidence(retriever: Retriever, question: str, hits: Sequence[Hit]) -> dict:
+    """Signals that the archive covers the question: best dense cosine and query-term coverage.
+
+    Dense cosines bunch together (off-topic ~0.82, on-topic ~0.86 for e5), so coverage of the
+    question's content terms by the top passages (idf-weighted) carries most of the signal.
+    """
+    if not hits:
+        return {"dense": None, "coverage": 0.0}
+    scored = [h.dense_score for h in hits[:3] if h.dense_score is not None]
+    dense = max(scored) if scored else None
+    q_terms = set(retriever.tokenize(question))
+    bm = retriever.reader.bm25
+    weights = {t: float(bm.idf[bm.vocab[t]]) for t in q_terms if t in bm.vocab}
+    unknown = len(q_terms) - len(weights)
+    top_terms: set[str] = set()
+    for h in hits[:3]:
+        top_terms.update(retriever.tokenize(h.title + "\n" + h.text))
+    max_idf = float(bm.idf.max()) if bm.idf.size else 1.0
+    total = sum(weights.values()) + unknown * max_idf  # terms unknown to the archive weigh the most
+    covered = sum(w for t, w in weights.items() if t in top_terms)
+    return {"dense": None if dense is None else round(float(dense), 4),
+            "coverage": round(covered / total, 4) if total else 0.0}
+
+
+def should_refuse(ev: dict, settings: Settings, question: str) -> bool:
+    if not is_english(question) and _CJK.search(question) and ev["coverage"] < settings.refusal_min_coverage:
+        return True
+    return ev["dense"] is not None and ev["dense"] < settings.refusal_min_dense
+
+
+def extractive_answer(retriever: Retriever, question: str, hits: Sequence[Hit], max_sentences: int = 2,
+                      max_chars: int = 320) -> str:
+    """Best sentences of the top passages by idf-weighted overlap with the question, each cited `[n]`."""
+    q_terms = set(retriever.tokenize(question))
+    bm = retriever.reader.bm25
+    idf = {t: float(bm.idf[bm.vocab[t]]) if t in bm.vocab else 0.0 for t in q_terms}
+    cands = []
+    for rank, h in enumerate(hits[:3], start=1):
+        for pos, line in enumerate(h.text.split("\n")):
+            if line.lstrip().startswith("#") or line.strip().startswith(("```", "~~~")):
+                continue
+            for s in split_sentences(line):
+                s = s.strip()
+                if len(s) < 6:
+                    continue
+                toks = set(retriever.tokenize(s))
+                overlap = sum(w for t, w in idf.items() if t in toks)
+                score = overlap / (1 + 0.15 * math.log1p(len(s))) + 0.3 / rank
+                cands.append((score, rank, pos, s))
+    if not cands:
+        return ""
+    cands.sort(key=lambda c: -c[0])
+    best = cands[0][0]
+    chosen = [cands[0]]
+    for c in cands[1:]:
+        if len(chosen) >= max_sentences or sum(len(x[3]) for x in chosen) + len(c[3]) > max_chars:
+            break
+        if c[0] >= 0.6 * best and c[3] not in {x[3] for x in chosen}:
+            chosen.append(c)
+    chosen.sort(key=lambda c: (c[1], c[2]))
+    return "\n".join(f"{s}[{rank}]" if not s.endswith(("。", ".", "！", "？", "!", "?")) else f"{s[:-1]}[{rank}]{s[-1]}"
+                     for _, rank, _, s in chosen)
+
+
+class Assistant:
+    def __init__(self, settings: Settings, retriever: Retriever, client: ChatClient | None = None,
+                 prompts: Prompts | None = None):
+        self.settings = settings
+        self.retriever = retriever
+        self.prompts = prompts or Prompts(settings.prompts_dir or None)
+        if client is None and settings.llm_base_url:
+            client = ChatClient(LLMConfig(
+                base_url=settings.llm_base_url, model=settings.llm_model, api_key=settings.llm_api_key,
+                temperature=settings.llm_temperature, max_tokens=settings.llm_max_tokens,
+                connect_timeout=settings.llm_connect_timeout, read_timeout=settings.llm_read_timeout,
+                max_retries=settings.llm_max_retries))
+        self.client = client
+
+    @property
+    def model_label(self) -> str:
+        return self.settings.llm_model if self.client else "extractive"
+
+    # ------------------------------------------------------------ follow-ups
+    def standalone(self, question: str, history: Sequence[tuple[str, str]]) -> str:
+        """Rewrite a follow-up into a standalone question (endpoint if configured, else a rule)."""
+        if not history:
+            return question
+        if self.client is not None:
+            convo = "\n".join(f"user: {_escape(u)}\nassistant: {_escape(a[:500])}" for u, a in history[-3:])
+            prompt = self.prompts.get("rewrite").format(history=convo, question=_escape(question))
+            try:
+                out = self.client.complete([{"role": "user", "content": prompt}], max_tokens=120).strip()
+                if out and len(out) < 4 * len(question) + 200:
+                    return out.splitlines()[0].strip()
+            except LLMError:
+                pass
+        if len(question) < 20 or _FOLLOWUP_HINT.search(question):
+            return f"{history[-1][0]} {question}"
+        return question
+
+    def messages(self, question: str, hits: Sequence[Hit]) -> list[dict]:
+        english = is_english(question)
+        src_tpl = self.prompts.get("source")
+        sources = "\n".join(src_tpl.format(n=i, title=_escape(h.title), date=h.date or "", text=_escape(h.text))
+                            for i, h in enumerate(hits, 1))
+        user = self.prompts.get("user").format(sources=sources, question=_escape(question),
+                                               reminder=self.prompts.lang("reminder", english))
+        return [{"role": "system", "content": self.prompts.lang("system", english)},
+                {"role": "user", "content": user}]
+
+    # ------------------------------------------------------------ answering
+    def ask(self, question: str, history: Sequence[tuple[str, str]] = (), k: int | None = None,
+            mode: str = "hybrid", filters: Filters = Filters()) -> Answer:
+        final = None
+        for kind, payload in self.stream(question, history, k, mode, filters):
+            if kind == "answer":
+                final = payload
+        assert final is not None
+        return final
+
+    def stream(self, question: str, history: Sequence[tuple[str, str]] = (), k: int | None = None,
+               mode: str = "hybrid", filters: Filters = Filters()) -> Iterator[tuple[str, object]]:
+        t0 = time.perf_counter()
+        question = question.strip()
+        if not question:
+            raise ValueError("the question is empty")
+        standalone = self.standalone(question, history)
+        hits = self.retriever.search(standalone, k or self.settings.top_k, mode, filters)
+        t_ret = time.perf_counter()
+        english = is_english(question)
+        ev = evidence(self.retriever, standalone, hits)
+
+        def finish(text: str, mode_: str, order: Sequence[int], invalid: Sequence[int] = (),
+                   error: str | None = None, claim_text: str | None = None) -> Answer:
+            sources = number_sources(hits, order)
+            by_n = {s["n"]: s["text"] for s in sources}
+            checked = text if claim_text is None else claim_text
+            claims = check_claims(checked, by_n) if mode_ in ("llm", "extractive") else []
+            citations = []
+            for s in sources[:len(order)]:
+                mine = [c for c in claims if s["n"] in c.citations]
+                citations.append({"n": s["n"], "post_id": s["post_id"], "chunk_id": s["chunk_id"],
+                                  "supported": bool(mine) and all(c.supported for c in mine)})
+            t_end = time.perf_counter()
+            return Answer(question=question, standalone_question=standalone, answer=text, mode=mode_,
+                          sources=sources, citations=citations,
+                          claims=[c.__dict__ for c in claims],
+                          latency_ms={"retrieval": round((t_ret - t0) * 1000, 1),
+                                      "generation": round((t_end - t_ret) * 1000, 1),
+                                      "total": round((t_end - t0) * 1000, 1), "evidence": ev},
+                          error=error, invalid_citations=list(invalid))
+
+        if not hits or should_refuse(ev, self.settings, standalone):
+            text = self.prompts.lang("refusal", english)
+            yield "delta", text
+            yield "answer", finish(text, "refused", [])
+            return
+
+        if self.client is None:
+            body = extractive_answer(self.retriever, standalone, hits)
+            r = Renumberer(len(hits))
+            body = r.feed(body) + r.flush()
+            text = self.prompts.lang("extractive", english) + "\n\n" + body
+            yield "delta", text
+            yield "answer", finish(text, "extractive", r.order(), claim_text=body)
+            return
+
+        r = Renumberer(len(hits))
+        parts: list[str] = []
+        try:
+            for delta in self.client.stream(self.messages(standalone if history else question, hits)):
+                out = r.feed(delta)
+                if out:
+                    parts.append(out)
+                    yield "delta", out
+            tail = r.flush()
+            if tail:
+                parts.append(tail)
+                yield "delta", tail
+        except LLMError as exc:
+            tail = r.flush()
+            parts.append(tail)
+            yield "answer", finish("".join(parts), "error", r.order(), r.invalid, error=str(exc))
+            return
+        yield "answer", finish("".join(parts).strip(), "llm", r.order(), r.invalid)

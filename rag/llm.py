@@ -1,0 +1,201 @@
+"""Client for OpenAI-compatible chat endpoints (OpenAI, Ollama, vLLM, llama.cpp server) over httpx.
+
+Quirks handled: streams that end without `data: [DONE]`, chunks without `choices` or `usage`,
+`Retry-After` in seconds or as an HTTP date, error bodies that are not JSON. Retries (bounded,
+exponential backoff) on connect errors, 429 and 5xx; never on other 4xx. A stream that breaks
+after text has been delivered is not retried (the reader already saw that text); it raises.
+The API key is sent only in the Authorization header and never appears in messages.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import random
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterator, Sequence
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+
+class LLMError(Exception):
+    """The endpoint failed after retries; the message is safe to show (no key)."""
+
+    def __init__(self, message: str, status: int | None = None, partial: str = ""):
+        super().__init__(message)
+        self.status = status
+        self.partial = partial
+
+
+def safe_url(url: str) -> str:
+    """URL without credentials or query string (which may hold a key)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def _retry_after(resp: httpx.Response) -> float | None:
+    value = resp.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+        return max(0.0, when.timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def _error_detail(resp: httpx.Response) -> str:
+    try:
+        body = resp.json()
+        err = body.get("error", body) if isinstance(body, dict) else body
+        msg = err.get("message") if isinstance(err, dict) else str(err)
+    except (ValueError, json.JSONDecodeError):
+        msg = resp.text[:200]
+    return " ".join(str(msg or "").split())[:200]
+
+
+@dataclass(frozen=True)
+class LLMConfig:
+    base_url: str
+    model: str
+    api_key: str = ""
+    temperature: float = 0.1
+    max_tokens: int = 700
+    connect_timeout: float = 5.0
+    read_timeout: float = 60.0
+    max_retries: int = 2
+    backoff: float = 0.5
+    max_retry_wait: float = 20.0
+
+
+class ChatClient:
+    def __init__(self, config: LLMConfig, sleep: Callable[[float], None] = time.sleep):
+        self.config = config
+        self.url = config.base_url.rstrip("/") + "/chat/completions"
+        self._sleep = sleep
+        headers = {"Content-Type": "application/json"}
+        if config.api_key:
+            headers["Authorization"] = f"Bearer {config.api_key}"
+        timeout = httpx.Timeout(connect=config.connect_timeout, read=config.read_timeout,
+                                write=config.read_timeout, pool=config.connect_timeout)
+        self._http = httpx.Client(headers=headers, timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _payload(self, messages: Sequence[dict], stream: bool, max_tokens: int | None) -> dict:
+        return {"model": self.config.model, "messages": list(messages), "temperature": self.config.temperature,
+                "max_tokens": max_tokens or self.config.max_tokens, "stream": stream}
+
+    def _wait(self, attempt: int, resp: httpx.Response | None) -> None:
+        delay = _retry_after(resp) if resp is not None else None
+        if delay is None:
+            delay = self.config.backoff * (2 ** attempt) * (1 + random.random() * 0.25)
+        self._sleep(min(delay, self.config.max_retry_wait))
+
+    def _fail(self, what: str, status: int | None = None, partial: str = "") -> LLMError:
+        return LLMError(f"chat endpoint {safe_url(self.url)} failed: {what}", status=status, partial=partial)
+
+    def _send(self, payload: dict) -> httpx.Response:
+        """POST with retries; returns an open streaming response with status 200."""
+        last = "no attempt"
+        status = None
+        for attempt in range(self.config.max_retries + 1):
+            try:
+                req = self._http.build_request("POST", self.url, json=payload)
+                resp = self._http.send(req, stream=True)
+            except httpx.TimeoutException as exc:
+                last = f"timed out ({type(exc).__name__})"
+                if isinstance(exc, httpx.ConnectTimeout) and attempt < self.config.max_retries:
+                    self._wait(attempt, None)
+                    continue
+                raise self._fail(last) from None
+            except httpx.TransportError as exc:
+                last = f"cannot connect ({type(exc).__name__})"
+                if attempt < self.config.max_retries:
+                    self._wait(attempt, None)
+                    continue
+                raise self._fail(last) from None
+            if resp.status_code == 200:
+                return resp
+            resp.read()
+            status = resp.status_code
+            last = f"HTTP {status}" + (f": {_error_detail(resp)}" if _error_detail(resp) else "")
+            resp.close()
+            if (status == 429 or status >= 500) and attempt < self.config.max_retries:
+                self._wait(attempt, resp)
+                continue
+            break
+        raise self._fail(last, status)
+
+    def complete(self, messages: Sequence[dict], max_tokens: int | None = None) -> str:
+        """Non-streaming chat completion; returns the assistant text."""
+        resp = self._send(self._payload(messages, False, max_tokens))
+        try:
+            resp.read()
+            body = resp.json()
+        except (ValueError, json.JSONDecodeError, httpx.HTTPError) as exc:
+            raise self._fail(f"invalid JSON in the response ({type(exc).__name__})") from None
+        finally:
+            resp.close()
+        try:
+            content = body["choices"][0]["message"]["content"]
+        except (KeyError, IndexError, TypeError):
+            raise self._fail("response has no choices[0].message.content") from None
+        return content or ""
+
+    def stream(self, messages: Sequence[dict], max_tokens: int | None = None) -> Iterator[str]:
+        """Yield text deltas from an SSE stream."""
+        resp = self._send(self._payload(messages, True, max_tokens))
+        got = []
+        try:
+            ctype = resp.headers.get("content-type", "")
+            if "text/event-stream" not in ctype:
+                # Some servers ignore stream=true and answer with one JSON body.
+                resp.read()
+                try:
+                    text = resp.json()["choices"][0]["message"]["content"] or ""
+                except (ValueError, KeyError, IndexError, TypeError):
+                    raise self._fail("invalid JSON in the response") from None
+                if text:
+                    yield text
+                return
+            for line in resp.iter_lines():
+                line = line.strip()
+                if not line or line.startswith(":") or not line.startswith("data:"):
+                    continue
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    return
+                try:
+                    chunk = json.loads(data)
+                except json.JSONDecodeError:
+                    raise self._fail("invalid JSON in the stream", partial="".join(got)) from None
+                if isinstance(chunk, dict) and "error" in chunk:
+                    raise self._fail(f"error in the stream: {_error_detail_obj(chunk['error'])}", partial="".join(got))
+                for choice in (chunk.get("choices") or []) if isinstance(chunk, dict) else []:
+                    delta = (choice.get("delta") or {}).get("content") or (choice.get("text") or "")
+                    if delta:
+                        got.append(delta)
+                        yield delta
+        except httpx.TimeoutException:
+            raise self._fail("the stream stalled (read timeout)", partial="".join(got)) from None
+        except httpx.TransportError as exc:
+            raise self._fail(f"the stream broke off ({type(exc).__name__})", partial="".join(got)) from None
+        finally:
+            resp.close()
+
+
+def _error_detail_obj(err) -> str:
+    if isinstance(err, dict):
+        return " ".join(str(err.get("message", err)).split())[:200]
+    return str(err)[:200]
