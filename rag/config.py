@@ -54,6 +54,8 @@ class Settings:
     # questions share few terms with the posts even when answerable).
     refusal_min_dense: float = 0.83
     refusal_min_coverage: float = 0.36
+    # Posts larger than this are skipped with a reason (a 5 MB post is ~12k chunks: an export error, not a post).
+    max_post_mb: float = 2.0
     prompts_dir: str = ""
     lock_timeout: float = 0.0
 

@@ -21,7 +21,7 @@ from typing import Any, Iterator
 import yaml
 
 MARKDOWN_SUFFIXES = (".md", ".markdown")
-MAX_POST_BYTES = 20 * 1024 * 1024
+MAX_POST_BYTES = 2 * 1024 * 1024
 
 
 class PostError(Exception):
@@ -261,14 +261,15 @@ def _first_heading(body: str) -> str | None:
     return m.group(1).strip() if m else None
 
 
-def read_post(path: Path, root: Path) -> Post:
+def read_post(path: Path, root: Path, max_bytes: int = MAX_POST_BYTES) -> Post:
     """Read, decode and parse one file; raises PostError naming what is wrong."""
     try:
         size = path.stat().st_size
     except OSError as exc:
         raise PostError(f"cannot read: {exc.strerror or exc}") from exc
-    if size > MAX_POST_BYTES:
-        raise PostError(f"file too large ({size / 1e6:.1f} MB > {MAX_POST_BYTES / 1e6:.0f} MB limit)")
+    if size > max_bytes:
+        raise PostError(f"file too large ({size / 2**20:.1f} MB, the limit is {max_bytes / 2**20:g} MB; "
+                        f"raise RAG_MAX_POST_MB to index it)")
     try:
         data = path.read_bytes()
     except OSError as exc:

@@ -105,7 +105,7 @@ def ingest(root: Path, index_dir: Path, settings: Settings, embedder: Embedder, 
                 continue
             present.add(pid)
             try:
-                post = read_post(path, root)
+                post = read_post(path, root, int(settings.max_post_mb * 2**20))
             except PostError as exc:
                 report.skipped.append({"path": rel, "error": str(exc)})
                 continue
