@@ -15,6 +15,7 @@ from .keyword import bigram_tokens
 
 # [1], [1, 2], [1][2], 【1】, ［1］, [^1]
 _CITE_RE = re.compile(r"[\[【［]\^?\s*(\d{1,3}(?:\s*[,，、]\s*\^?\d{1,3})*)\s*[\]】］]")
+_CITE_RUN_RE = re.compile(r"(?:" + _CITE_RE.pattern + r")+")
 _PARTIAL_RE = re.compile(r"[\[【［]\^?[\d\s,，、^]*$")
 _NUM_RE = re.compile(r"\d+(?:[.,]\d+)*")
 _HIRAGANA_ONLY = re.compile(r"^[\u3040-\u309f]+$")
@@ -55,15 +56,22 @@ class Renumberer:
         """Rewrite what can be rewritten; hold back a possibly unfinished marker at the end."""
         self._buf += text
         m = _PARTIAL_RE.search(self._buf)
-        if m and len(self._buf) - m.start() <= 16:
+        if m and len(self._buf) - m.start() <= 40:
             head, self._buf = self._buf[:m.start()], self._buf[m.start():]
         else:
             head, self._buf = self._buf, ""
-        return _CITE_RE.sub(self._sub, head)
+        return _CITE_RUN_RE.sub(self._sub_run, head)
+
+    def _sub_run(self, m: re.Match) -> str:
+        """A run of adjacent markers ([2][2], [1][3]) becomes one run without repeats."""
+        tags = "".join(_CITE_RE.sub(self._sub, x.group(0)) for x in _CITE_RE.finditer(m.group(0)))
+        return "".join(dict.fromkeys(re.findall(r"\[\d+\]", tags)))
 
     def flush(self) -> str:
         rest, self._buf = self._buf, ""
-        return _CITE_RE.sub(self._sub, rest)
+        if _PARTIAL_RE.fullmatch(rest):
+            return ""  # an unfinished marker at the very end is not text
+        return _CITE_RUN_RE.sub(self._sub_run, rest)
 
     def order(self) -> list[int]:
         """Original source numbers in the order they are now numbered."""
@@ -115,7 +123,9 @@ def check_claims(answer: str, sources: dict[int, str], threshold: float = 0.5) -
     for sent in split_sentences(answer):
         nums = [n for n in dict.fromkeys(cited_numbers(sent))]
         body = strip_citations(sent).strip()
-        if len(_content_bigrams(body)) < 3:
+        if len(_content_bigrams(body)) < 3 and not nums and not _NUM_RE.search(body):
+            continue  # short connective text, nothing claimed
+        if not _content_bigrams(body):
             continue
         if not nums:
             claims.append(Claim(body, [], False, 0.0))

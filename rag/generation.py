@@ -18,7 +18,7 @@ from typing import Iterator, Sequence
 from .citations import Renumberer, check_claims
 from .config import Settings
 from .corpus import split_sentences
-from .llm import ChatClient, LLMConfig, LLMError
+from .llm import ChatClient, LLMConfig, LLMError, safe_url
 from .retrieval import Filters, Hit, Retriever
 
 PROMPTS_DIR = Path(__file__).resolve().parents[1] / "prompts"
@@ -191,7 +191,8 @@ class Assistant:
     def messages(self, question: str, hits: Sequence[Hit]) -> list[dict]:
         english = is_english(question)
         src_tpl = self.prompts.get("source")
-        sources = "\n".join(src_tpl.format(n=i, title=_escape(h.title), date=h.date or "", text=_escape(h.text))
+        sources = "\n".join(src_tpl.format(n=i, title=_escape(h.title).replace('"', "＂"), date=h.date or "",
+                                          text=_escape(h.text))
                             for i, h in enumerate(hits, 1))
         user = self.prompts.get("user").format(sources=sources, question=_escape(question),
                                                reminder=self.prompts.lang("reminder", english))
@@ -269,7 +270,13 @@ class Assistant:
                 yield "delta", tail
         except LLMError as exc:
             tail = r.flush()
-            parts.append(tail)
+            if tail:
+                parts.append(tail)
+                yield "delta", tail
             yield "answer", finish("".join(parts), "error", r.order(), r.invalid, error=str(exc))
             return
-        yield "answer", finish("".join(parts).strip(), "llm", r.order(), r.invalid)
+        if not "".join(parts).strip():
+            yield "answer", finish("", "error", [], error=f"chat endpoint {safe_url(self.client.url)} "
+                                                           f"returned an empty answer")
+            return
+        yield "answer", finish("".join(parts), "llm", r.order(), r.invalid)

@@ -33,9 +33,23 @@ def safe_url(url: str) -> str:
     """URL without credentials or query string (which may hold a key)."""
     parts = urlsplit(url)
     host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
     if parts.port:
         host = f"{host}:{parts.port}"
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def chat_url(base_url: str) -> str:
+    """`{base_url}/chat/completions`, keeping a query string (`?api-version=`) and dropping userinfo
+    (httpx would turn `user:pass@` into Basic auth and replace the Bearer key)."""
+    parts = urlsplit(base_url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path.rstrip("/") + "/chat/completions", parts.query, ""))
 
 
 def _retry_after(resp: httpx.Response) -> float | None:
@@ -80,7 +94,7 @@ class LLMConfig:
 class ChatClient:
     def __init__(self, config: LLMConfig, sleep: Callable[[float], None] = time.sleep):
         self.config = config
-        self.url = config.base_url.rstrip("/") + "/chat/completions"
+        self.url = chat_url(config.base_url)
         self._sleep = sleep
         headers = {"Content-Type": "application/json"}
         if config.api_key:
@@ -102,8 +116,23 @@ class ChatClient:
             delay = self.config.backoff * (2 ** attempt) * (1 + random.random() * 0.25)
         self._sleep(min(delay, self.config.max_retry_wait))
 
+    def _redact(self, text: str) -> str:
+        """Servers echo keys in error bodies ("Incorrect API key provided: sk-..."): never pass them on."""
+        secrets = [self.config.api_key] if self.config.api_key else []
+        parts = urlsplit(self.config.base_url)
+        if parts.password:
+            secrets.append(parts.password)
+        for kv in parts.query.split("&"):
+            if "=" in kv and kv.split("=", 1)[1]:
+                secrets.append(kv.split("=", 1)[1])
+        for sec in secrets:
+            if len(sec) >= 4:
+                text = text.replace(sec, "***")
+        return text
+
     def _fail(self, what: str, status: int | None = None, partial: str = "") -> LLMError:
-        return LLMError(f"chat endpoint {safe_url(self.url)} failed: {what}", status=status, partial=partial)
+        return LLMError(self._redact(f"chat endpoint {safe_url(self.url)} failed: {what}"), status=status,
+                        partial=partial)
 
     def _send(self, payload: dict) -> httpx.Response:
         """POST with retries; returns an open streaming response with status 200."""
@@ -127,10 +156,15 @@ class ChatClient:
                 raise self._fail(last) from None
             if resp.status_code == 200:
                 return resp
-            resp.read()
             status = resp.status_code
-            last = f"HTTP {status}" + (f": {_error_detail(resp)}" if _error_detail(resp) else "")
-            resp.close()
+            try:
+                resp.read()
+                detail = _error_detail(resp)
+            except httpx.HTTPError as exc:
+                detail = f"error body unreadable ({type(exc).__name__})"
+            finally:
+                resp.close()
+            last = f"HTTP {status}" + (f": {detail}" if detail else "")
             if (status == 429 or status >= 500) and attempt < self.config.max_retries:
                 self._wait(attempt, resp)
                 continue
@@ -143,7 +177,11 @@ class ChatClient:
         try:
             resp.read()
             body = resp.json()
-        except (ValueError, json.JSONDecodeError, httpx.HTTPError) as exc:
+        except httpx.TimeoutException:
+            raise self._fail("timed out reading the response") from None
+        except httpx.HTTPError as exc:
+            raise self._fail(f"the response broke off ({type(exc).__name__})") from None
+        except (ValueError, json.JSONDecodeError) as exc:
             raise self._fail(f"invalid JSON in the response ({type(exc).__name__})") from None
         finally:
             resp.close()
@@ -151,7 +189,7 @@ class ChatClient:
             content = body["choices"][0]["message"]["content"]
         except (KeyError, IndexError, TypeError):
             raise self._fail("response has no choices[0].message.content") from None
-        return content or ""
+        return content if isinstance(content, str) else ""
 
     def stream(self, messages: Sequence[dict], max_tokens: int | None = None) -> Iterator[str]:
         """Yield text deltas from an SSE stream."""
@@ -182,9 +220,15 @@ class ChatClient:
                     raise self._fail("invalid JSON in the stream", partial="".join(got)) from None
                 if isinstance(chunk, dict) and "error" in chunk:
                     raise self._fail(f"error in the stream: {_error_detail_obj(chunk['error'])}", partial="".join(got))
-                for choice in (chunk.get("choices") or []) if isinstance(chunk, dict) else []:
-                    delta = (choice.get("delta") or {}).get("content") or (choice.get("text") or "")
-                    if delta:
+                choices = chunk.get("choices") if isinstance(chunk, dict) else None
+                for choice in choices if isinstance(choices, list) else []:
+                    if not isinstance(choice, dict):
+                        continue
+                    d = choice.get("delta")
+                    delta = d.get("content") if isinstance(d, dict) else None
+                    if delta is None:
+                        delta = choice.get("text")
+                    if isinstance(delta, str) and delta:
                         got.append(delta)
                         yield delta
         except httpx.TimeoutException:

@@ -160,9 +160,6 @@ def test_short_wrong_claim_citation_is_not_supported(llm_server, make_assistant)
     assert ans.citations[0]["supported"] is False
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="rag/citations.py check_claims: sentences with < 3 content bigrams are skipped even "
-                          "when they cite a source and state a number, so short claims are never checked")
 @pytest.mark.parametrize("number, supported", [("999", False), ("85", True)])
 def test_short_cited_claim_is_checked(llm_server, make_assistant, number, supported):
     llm_server.script(sse_reply([f"p95は{number}msでした[1]。"]))
@@ -199,9 +196,6 @@ def test_stream_cut_mid_way_gives_an_error_answer_with_the_partial_text(llm_serv
     assert [c["n"] for c in ans.citations] == [1]
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="rag/generation.py Assistant.stream: on LLMError the flushed tail is appended to the "
-                          "answer but never yielded as a delta")
 def test_error_answer_equals_the_streamed_text_when_a_marker_was_held_back(llm_server, make_assistant):
     llm_server.script(sse_reply(["p95は85msです", "[", "2"], cut_after=2))
     streamed, ans = run_stream(make_assistant(), QUESTION)
@@ -209,9 +203,6 @@ def test_error_answer_equals_the_streamed_text_when_a_marker_was_held_back(llm_s
     assert streamed == ans.answer
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="rag/generation.py Assistant.stream: the final llm answer is .strip()ped, the deltas "
-                          "are not, so leading/trailing whitespace from the model makes them differ")
 def test_deltas_equal_the_answer_with_surrounding_newlines(llm_server, make_assistant):
     llm_server.script(sse_reply(["\n", "p95は85msです[1]。", "\n"]))
     streamed, ans = run_stream(make_assistant(), QUESTION)
