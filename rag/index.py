@@ -45,6 +45,56 @@ CREATE INDEX IF NOT EXISTS posts_date ON posts(date);
 """
 
 
+EXACT_MAX = 100_000        # up to this many vectors: exact inner product (IndexFlatIP)
+TARGET_RECALL = 0.98       # above it: IVF with fp16 codes, nprobe tuned until recall@10 >= this
+
+
+def _ivf_nlist(n: int) -> int:
+    return int(min(65536, max(256, 4 * round(n ** 0.5))))
+
+
+def build_vector_index(vectors: np.ndarray, ids: np.ndarray, exact_max: int = EXACT_MAX):
+    """Exact index for small archives; IVF + fp16 scalar quantizer (half the memory) for large ones."""
+    import faiss
+
+    n, dim = vectors.shape
+    if n <= exact_max:
+        index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        index.add_with_ids(vectors, ids)
+        return index
+    quantizer = faiss.IndexFlatIP(dim)
+    index = faiss.IndexIVFScalarQuantizer(quantizer, dim, _ivf_nlist(n), faiss.ScalarQuantizer.QT_fp16,
+                                          faiss.METRIC_INNER_PRODUCT)
+    rng = np.random.default_rng(0)
+    train = vectors[rng.choice(n, size=min(n, 40 * _ivf_nlist(n)), replace=False)]
+    index.train(train)
+    index.add_with_ids(vectors, ids)
+    index.set_direct_map_type(faiss.DirectMap.Hashtable)  # reconstruct() and remove_ids() by chunk id
+    tune_nprobe(index, vectors)
+    return index
+
+
+def tune_nprobe(index, vectors: np.ndarray, n_queries: int = 200, k: int = 10) -> float:
+    """Smallest nprobe whose recall@10 against exact search on sampled vectors reaches TARGET_RECALL."""
+    import faiss
+
+    rng = np.random.default_rng(1)
+    sample = vectors[rng.choice(len(vectors), size=min(n_queries, len(vectors)), replace=False)]
+    q = sample + rng.normal(0, 0.02, sample.shape).astype(np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    exact = faiss.IndexFlatIP(vectors.shape[1])
+    exact.add(vectors)
+    _, truth = exact.search(q, k)
+    recall = 0.0
+    for nprobe in (4, 8, 16, 32, 64, 128, 256):
+        index.nprobe = nprobe
+        _, got = index.search(q, k)
+        recall = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(truth, got)]))
+        if recall >= TARGET_RECALL:
+            break
+    return recall
+
+
 class IndexError_(Exception):
     """An index that cannot be used as asked (missing, built with another embedder, busy)."""
 
@@ -196,16 +246,26 @@ class GenerationWriter:
         import faiss
 
         self.conn.commit()
+        n_after = self.conn.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+        vindex = None
         if self.prev is not None and (self.prev / "vectors.faiss").exists():
             vindex = faiss.read_index(str(self.prev / "vectors.faiss"))
+            is_exact = not isinstance(vindex, faiss.IndexIVF)
+            if is_exact != (n_after <= EXACT_MAX):
+                vindex = None  # crossed the size threshold: rebuild with the other kind
+        if vindex is None:
+            rows = self.conn.execute("SELECT id, vector FROM chunks ORDER BY id").fetchall()
+            ids_all = np.asarray([r[0] for r in rows], dtype=np.int64)
+            vecs_all = (np.vstack([np.frombuffer(r[1], dtype=np.float32) for r in rows]) if rows
+                        else np.zeros((0, dim), dtype=np.float32))
+            vindex = build_vector_index(vecs_all, ids_all)
         else:
-            vindex = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
-        if self.removed_ids:
-            vindex.remove_ids(np.asarray(self.removed_ids, dtype=np.int64))
-        if self.added:
-            ids = np.asarray([i for i, _ in self.added], dtype=np.int64)
-            vecs = np.vstack([v for _, v in self.added]).astype(np.float32)
-            vindex.add_with_ids(vecs, ids)
+            if self.removed_ids:
+                vindex.remove_ids(np.asarray(self.removed_ids, dtype=np.int64))
+            if self.added:
+                ids = np.asarray([i for i, _ in self.added], dtype=np.int64)
+                vecs = np.vstack([v for _, v in self.added]).astype(np.float32)
+                vindex.add_with_ids(vecs, ids)
         faiss.write_index(vindex, str(self.gen / "vectors.faiss"))
 
         rows = self.conn.execute("SELECT id, keyword_tokens FROM chunks ORDER BY id").fetchall()

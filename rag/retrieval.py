@@ -97,6 +97,9 @@ class Retriever:
         self.reader = reader
         self.embedder = embedder
         self.settings = settings
+        import faiss
+
+        faiss.omp_set_num_threads(max(1, settings.query_threads))  # one query: threads only add contention
         self.tokenize = get_tokenizer(reader.info.get("keyword_tokenizer", settings.keyword_tokenizer))
         self.last_timings: dict[str, float] = {}
 
@@ -108,8 +111,13 @@ class Retriever:
         if allowed is not None:
             if allowed.size == 0:
                 return []
-            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))
-            d, i = self.reader.vectors.search(qv, min(n, int(allowed.size)), params=params)
+            sel = faiss.IDSelectorBatch(allowed)
+            index = self.reader.vectors
+            if isinstance(index, faiss.IndexIVF):
+                params = faiss.SearchParametersIVF(sel=sel, nprobe=index.nprobe)
+            else:
+                params = faiss.SearchParameters(sel=sel)
+            d, i = index.search(qv, min(n, int(allowed.size)), params=params)
         else:
             d, i = self.reader.vectors.search(qv, n)
         return [(int(x), float(s)) for x, s in zip(i[0], d[0]) if x >= 0]

