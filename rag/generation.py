@@ -119,14 +119,19 @@ def should_refuse(ev: dict, settings: Settings, question: str) -> bool:
 
 
 def extractive_answer(retriever: Retriever, question: str, hits: Sequence[Hit], max_sentences: int = 2,
-                      max_chars: int = 320) -> str:
-    """Best sentences of the top passages by idf-weighted overlap with the question, each cited `[n]`."""
+                      max_chars: int = 320, follow: int = 1) -> str:
+    """Best sentences of the top passages by idf-weighted overlap with the question, each cited `[n]`.
+
+    The sentence after the best match is kept too (`follow`): in JaQuAD the answer sits in the
+    next sentence often enough that this raised answer-contains-gold (see README).
+    """
     q_terms = set(retriever.tokenize(question))
     bm = retriever.reader.bm25
     idf = {t: float(bm.idf[bm.vocab[t]]) if t in bm.vocab else 0.0 for t in q_terms}
     cands = []
     for rank, h in enumerate(hits[:3], start=1):
-        for pos, line in enumerate(h.text.split("\n")):
+        pos = 0
+        for line in h.text.split("\n"):
             if line.lstrip().startswith("#") or line.strip().startswith(("```", "~~~")):
                 continue
             for s in split_sentences(line):
@@ -137,15 +142,21 @@ def extractive_answer(retriever: Retriever, question: str, hits: Sequence[Hit], 
                 overlap = sum(w for t, w in idf.items() if t in toks)
                 score = overlap / (1 + 0.15 * math.log1p(len(s))) + 0.3 / rank
                 cands.append((score, rank, pos, s))
+                pos += 1
     if not cands:
         return ""
-    cands.sort(key=lambda c: -c[0])
-    best = cands[0][0]
-    chosen = [cands[0]]
-    for c in cands[1:]:
-        if len(chosen) >= max_sentences or sum(len(x[3]) for x in chosen) + len(c[3]) > max_chars:
+    by_pos = {(c[1], c[2]): c for c in cands}
+    ranked = sorted(cands, key=lambda c: -c[0])
+    best = ranked[0]
+    chosen = [best]
+    for j in range(1, follow + 1):
+        nxt = by_pos.get((best[1], best[2] + j))
+        if nxt and sum(len(x[3]) for x in chosen) + len(nxt[3]) <= max_chars:
+            chosen.append(nxt)
+    for c in ranked[1:]:
+        if len(chosen) >= max_sentences + follow or sum(len(x[3]) for x in chosen) + len(c[3]) > max_chars:
             break
-        if c[0] >= 0.6 * best and c[3] not in {x[3] for x in chosen}:
+        if c[0] >= 0.6 * best[0] and c not in chosen:
             chosen.append(c)
     chosen.sort(key=lambda c: (c[1], c[2]))
     return "\n".join(f"{s}[{rank}]" if not s.endswith(("。", ".", "！", "？", "!", "?")) else f"{s[:-1]}[{rank}]{s[-1]}"
