@@ -20,11 +20,16 @@ import io
 import ipaddress
 import logging
 import re
+import shutil
 import sys
 import tempfile
 import threading
+import time
+import uuid
 from pathlib import Path
 from typing import Any, Iterable, Sequence
+
+import gradio as gr
 
 from .config import Settings
 from .feedback import FeedbackStore
@@ -143,20 +148,20 @@ def format_answer_markdown(answer: Any) -> str:
     text = _get(answer, "answer") or ""
     parts: list[str] = []
     if mode == "error":
-        parts.append("⚠️ **The answer could not be completed**: the chat model failed "
+        parts.append("⚠ **The answer could not be completed**: the chat model failed "
                      f"({md_escape(_short_error(_get(answer, 'error')))}). "
                      "The passages found for your question are listed under Sources.")
         if text.strip():
             parts.append("**Partial answer:**\n\n" + md_escape(text.strip()))
         return "\n\n".join(parts)
     if mode == "refused":
-        parts.append("🚫 **No answer found in the archive.**")
+        parts.append("**No answer found in the archive.**")
         parts.append(md_escape(text.strip()))
         return "\n\n".join(parts)
     parts.append(md_escape(text.strip()))
     unsupported = [c for c in _get(answer, "claims") or [] if not c.get("supported")]
     if unsupported:
-        lines = ["⚠️ **Not supported by the cited sources** (check before relying on it):"]
+        lines = ["⚠ **Not supported by the cited sources** (check before relying on it):"]
         for c in unsupported:
             cites = "".join(f"\\[{n}\\]" for n in c.get("citations") or [])
             why = f"not found in {cites}" if cites else "no citation"
@@ -164,7 +169,7 @@ def format_answer_markdown(answer: Any) -> str:
         parts.append("\n".join(lines))
     invalid = _get(answer, "invalid_citations") or []
     if invalid:
-        parts.append("⚠️ The model cited sources that do not exist ("
+        parts.append("⚠ The model cited sources that do not exist ("
                      + ", ".join(f"\\[{int(n)}\\]" for n in invalid) + "); those markers were removed.")
     return "\n\n".join(parts)
 
@@ -308,6 +313,17 @@ def timeline_csv(hits: Sequence[Hit]) -> str:
     return buf.getvalue()
 
 
+def prune_exports(root: Path, max_age_s: float = 3600.0) -> None:
+    """Remove export folders older than max_age_s under root (Gradio has copied them to its cache by then)."""
+    cutoff = time.time() - max_age_s
+    for d in root.iterdir() if root.is_dir() else ():
+        try:
+            if d.is_dir() and d.stat().st_mtime < cutoff:
+                shutil.rmtree(d, ignore_errors=True)
+        except OSError:
+            pass
+
+
 def write_exports(topic: str, hits: Sequence[Hit], directory: str | Path | None = None) -> tuple[str, str]:
     """timeline.md and timeline.csv in a new temporary folder; returns their paths."""
     d = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="rag-timeline-"))
@@ -354,6 +370,14 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def exposure_warning(host: str, auth: Any) -> str | None:
+    """The warning printed when the server is reachable from other machines without a login."""
+    if is_loopback(host) or auth:
+        return None
+    return (f"rag serve: WARNING: listening on {host} without a login: anyone who can reach this machine can use "
+            "the assistant and read the archive. Set RAG_AUTH=user:password, or bind to 127.0.0.1.")
+
+
 class LockedRetriever:
     """A `Retriever` whose searches and tokenizations run one at a time (everything else is passed through)."""
 
@@ -395,10 +419,12 @@ CSS = """
 .rag-src.rag-uncited { border-left-color: var(--border-color-primary, #ccc); opacity: .8; }
 .rag-src-head { font-weight: 600; }
 .rag-n { font-family: var(--font-mono, monospace); margin-right: .3em; }
-.rag-date { font-weight: normal; color: var(--body-text-color-subdued, #666); margin-left: .4em; }
+.rag-date { white-space: nowrap; font-weight: normal; color: var(--body-text-color-subdued, #666);
+            margin-left: .4em; }
 .rag-tag { display: inline-block; font-size: .8em; padding: 0 .45em; margin: .2em .3em 0 0; border-radius: 999px;
            background: var(--background-fill-secondary, #eee); }
-.rag-flag { font-size: .8em; font-weight: normal; margin-left: .5em; padding: 0 .4em; border-radius: 4px; }
+.rag-flag { white-space: nowrap; font-size: .8em; font-weight: normal; margin-left: .5em; padding: 0 .4em;
+            border-radius: 4px; }
 .rag-flag-uncited { background: var(--background-fill-secondary, #eee); }
 .rag-flag-warn { background: #fde68a; color: #78350f; }
 .rag-passage { white-space: pre-wrap; font-size: .9em; margin-top: .3em; }
@@ -410,12 +436,12 @@ CSS = """
 _PLACEHOLDER_SOURCES = ('<div class="rag-sources"><h3>Sources</h3>'
                         '<p class="rag-empty">The passages an answer cites appear here, numbered like its [n].</p>'
                         '</div>')
+_CHAT_PLACEHOLDER = ("Ask a question about the archive, e.g. "
+                     "「注文履歴APIのp95レイテンシはいくつに下がった？」")
 _SEARCHING = '<div class="rag-sources"><h3>Sources</h3><p class="rag-empty">Searching the archive…</p></div>'
 
 
-def _theme():
-    import gradio as gr
-
+def _theme() -> gr.themes.Base:
     # local fonts only: the server may have no internet, and neither may its readers
     return gr.themes.Default(font=["system-ui", "Hiragino Sans", "Noto Sans CJK JP", "sans-serif"],
                              font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "monospace"])
@@ -423,14 +449,13 @@ def _theme():
 
 # ------------------------------------------------------------------ the app
 
-def build_app(assistant: Any, settings: Settings, feedback: FeedbackStore | None = None) -> "gr.Blocks":
+def build_app(assistant: Any, settings: Settings, feedback: FeedbackStore | None = None) -> gr.Blocks:
     """The Gradio app. Wraps `assistant.retriever` in a `LockedRetriever` (the assistant is shared by threads)."""
-    import gradio as gr
-
     if not isinstance(assistant.retriever, LockedRetriever):
         assistant.retriever = LockedRetriever(assistant.retriever)
     retriever = assistant.retriever
     store = feedback or FeedbackStore.for_index(settings.index_dir)
+    export_root = Path(tempfile.mkdtemp(prefix="rag-exports-"))
     tag_choices, cat_choices = _facets(retriever)
 
     def filter_controls():
@@ -461,7 +486,7 @@ def build_app(assistant: Any, settings: Settings, feedback: FeedbackStore | None
             for kind, payload in assistant.stream(question, history, filters=filters):
                 if kind == "delta":
                     text += payload
-                    messages[-1] = {"role": "assistant", "content": md_escape(text) + " ▌"}
+                    messages = messages[:-1] + [{"role": "assistant", "content": md_escape(text) + " ▌"}]
                     yield messages, gr.skip(), turns, gr.skip()
                 else:
                     final = payload
@@ -469,20 +494,20 @@ def build_app(assistant: Any, settings: Settings, feedback: FeedbackStore | None
                 raise RuntimeError("the assistant returned no answer")
             if final.mode == "error":
                 log.warning("chat endpoint error: %s", final.error)
-            messages[-1] = {"role": "assistant", "content": format_answer_markdown(final)}
-            turns.append({"question": question, "answer": final.answer, "mode": final.mode,
-                          "result": final.as_json()})
+            messages = messages[:-1] + [{"role": "assistant", "content": format_answer_markdown(final)}]
+            turns = turns + [{"question": question, "answer": final.answer, "mode": final.mode,
+                               "result": final.as_json()}]
             yield messages, format_sources_html(final), turns, gr.skip()
         except ValueError as exc:  # a filter the reader typed
-            messages[-1] = {"role": "assistant", "content": "⚠️ " + md_escape(str(exc))}
-            turns.append({"question": question, "answer": "", "mode": None, "result": None})
+            messages = messages[:-1] + [{"role": "assistant", "content": "⚠ " + md_escape(str(exc))}]
+            turns = turns + [{"question": question, "answer": "", "mode": None, "result": None}]
             yield messages, _PLACEHOLDER_SOURCES, turns, gr.skip()
         except Exception as exc:  # never a stack trace in the page; the server keeps serving
             log.exception("answering %r failed", question)
-            messages[-1] = {"role": "assistant", "content":
-                            f"⚠️ Sorry, something went wrong while answering ({esc(type(exc).__name__)}). "
-                            "Please try again."}
-            turns.append({"question": question, "answer": "", "mode": None, "result": None})
+            sorry = (f"⚠ Sorry, something went wrong while answering ({esc(type(exc).__name__)}). "
+                     "Please try again.")
+            messages = messages[:-1] + [{"role": "assistant", "content": sorry}]
+            turns = turns + [{"question": question, "answer": "", "mode": None, "result": None}]
             yield messages, _PLACEHOLDER_SOURCES, turns, gr.skip()
 
     def on_like(turns: list, feedback_ids: dict, data: gr.LikeData):
@@ -514,11 +539,12 @@ def build_app(assistant: Any, settings: Settings, feedback: FeedbackStore | None
             hits = retriever.search(topic, int(k or EDITOR_K), mode or "hybrid",
                                     make_filters(tags, cats, since, until))
         except ValueError as exc:
-            return "⚠️ " + md_escape(str(exc)), None, None
+            return "⚠ " + md_escape(str(exc)), None, None
         except Exception as exc:
             log.exception("timeline search %r failed", topic)
-            return f"⚠️ Sorry, the search failed ({esc(type(exc).__name__)}).", None, None
-        md_path, csv_path = write_exports(topic, hits)
+            return f"⚠ Sorry, the search failed ({esc(type(exc).__name__)}).", None, None
+        prune_exports(export_root)
+        md_path, csv_path = write_exports(topic, hits, export_root / uuid.uuid4().hex)
         return timeline_markdown(topic, hits), md_path, csv_path
 
     def ask(question: str) -> str:
@@ -544,9 +570,7 @@ def build_app(assistant: Any, settings: Settings, feedback: FeedbackStore | None
                 with gr.Column(scale=3):
                     chatbot = gr.Chatbot(label="Conversation", height=460, latex_delimiters=[],
                                          feedback_options=("Like", "Dislike"), buttons=["copy"],
-                                         elem_id="rag-chat",
-                                         placeholder="Ask a question about the archive, e.g. "
-                                                     "「注文履歴APIのp95レイテンシはいくつに下がった？」")
+                                         elem_id="rag-chat", placeholder=_CHAT_PLACEHOLDER)
                     with gr.Row():
                         msg = gr.Textbox(show_label=False, placeholder="Ask about the archive… (Enter to send)",
                                          max_lines=4, scale=5, elem_id="rag-question", autofocus=True)
@@ -596,9 +620,9 @@ def serve(assistant: Any, settings: Settings, host: str = "127.0.0.1", port: int
           auth: tuple[str, str] | None = None, concurrency: int = DEFAULT_CONCURRENCY,
           prevent_thread_lock: bool = False, quiet: bool = False, feedback: FeedbackStore | None = None):
     """Build, queue and launch the app; returns the `gr.Blocks` (call `.close()` to stop it)."""
-    if not is_loopback(host) and not auth:
-        print(f"rag serve: WARNING: listening on {host} without a login: anyone who can reach this machine "
-              "can use the assistant. Set RAG_AUTH=user:password, or bind to 127.0.0.1.", file=sys.stderr)
+    warning = exposure_warning(host, auth)
+    if warning:
+        print(warning, file=sys.stderr)
     demo = build_app(assistant, settings, feedback)
     demo.queue(default_concurrency_limit=concurrency, max_size=max(100, 10 * concurrency))
     demo.launch(server_name=host, server_port=port, auth=auth, prevent_thread_lock=prevent_thread_lock,

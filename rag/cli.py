@@ -307,7 +307,8 @@ def cmd_feedback(args: argparse.Namespace, s: Settings) -> int:
     up = sum(r["rating"] == "up" for r in rows)
     print(f"{len(rows)} ratings ({up} up, {len(rows) - up} down) in {store.path}")
     for r in rows:
-        print(f"{r['id']:>5} {r['created_at']}  {r['rating']:<4} {r['mode']:<10} {' '.join(r['question'].split())[:80]}")
+        question = " ".join(r["question"].split())[:80]
+        print(f"{r['id']:>5} {r['created_at']}  {r['rating']:<4} {r['mode']:<10} {question}")
     return 0
 
 

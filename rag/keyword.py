@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import math
 import re
+import threading
 import unicodedata
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -44,11 +44,17 @@ def bigram_tokens(text: str) -> list[str]:
     return [t for t in out if t]
 
 
-@lru_cache(maxsize=1)
-def _fugashi_tagger():
-    import fugashi  # unidic-lite is found automatically
+_local = threading.local()
 
-    return fugashi.Tagger()
+
+def _fugashi_tagger():
+    """One MeCab tagger per thread: a tagger is not safe to share between threads."""
+    tagger = getattr(_local, "fugashi", None)
+    if tagger is None:
+        import fugashi  # unidic-lite is found automatically
+
+        tagger = _local.fugashi = fugashi.Tagger()
+    return tagger
 
 
 def fugashi_tokens(text: str) -> list[str]:
@@ -64,11 +70,13 @@ def fugashi_tokens(text: str) -> list[str]:
     return out
 
 
-@lru_cache(maxsize=1)
 def _sudachi_tokenizer():
-    from sudachipy import Dictionary, SplitMode
+    tok = getattr(_local, "sudachi", None)
+    if tok is None:
+        from sudachipy import Dictionary, SplitMode
 
-    return Dictionary(dict="core").tokenizer(mode=SplitMode.A)
+        tok = _local.sudachi = Dictionary(dict="core").tokenizer(mode=SplitMode.A)
+    return tok
 
 
 def sudachi_tokens(text: str) -> list[str]:

@@ -103,11 +103,12 @@ class Retriever:
         self.tokenize = get_tokenizer(reader.info.get("keyword_tokenizer", settings.keyword_tokenizer))
         self.last_timings: dict[str, float] = {}
 
-    def dense(self, query: str, n: int, allowed: np.ndarray | None) -> list[tuple[int, float]]:
+    def dense(self, query: str, n: int, allowed: np.ndarray | None,
+              qv: np.ndarray | None = None) -> list[tuple[int, float]]:
         import faiss
 
-        qv = self.embedder.embed_query(query).reshape(1, -1).astype(np.float32)
-        self._qv = qv
+        if qv is None:
+            qv = self.embedder.embed_query(query).reshape(1, -1).astype(np.float32)
         if allowed is not None:
             if allowed.size == 0:
                 return []
@@ -136,7 +137,7 @@ class Retriever:
         k = k or self.settings.top_k
         n = max(self.settings.candidates, k * 3)
         timings: dict[str, float] = {}
-        self._qv = None
+        qv = None  # per call: a Retriever is shared by the web app's threads
         t = time.perf_counter()
         allowed = self.reader.filtered_ids(filters.tags, filters.categories, filters.since, filters.until)
         timings["filter_ms"] = (time.perf_counter() - t) * 1000
@@ -144,7 +145,8 @@ class Retriever:
         kw_hits: list[tuple[int, float]] = []
         if mode in ("hybrid", "dense"):
             t = time.perf_counter()
-            dense_hits = self.dense(query, n, allowed)
+            qv = self.embedder.embed_query(query).reshape(1, -1).astype(np.float32)
+            dense_hits = self.dense(query, n, allowed, qv)
             timings["dense_ms"] = (time.perf_counter() - t) * 1000
         if mode in ("hybrid", "keyword"):
             t = time.perf_counter()
@@ -181,10 +183,10 @@ class Retriever:
                             categories=json.loads(r["categories"])))
             if len(hits) >= k:
                 break
-        if self._qv is not None:
+        if qv is not None:
             for h in hits:
                 if h.dense_score is None:
-                    h.dense_score = float(self.reader.vectors.reconstruct(h.id) @ self._qv[0])
+                    h.dense_score = float(self.reader.vectors.reconstruct(h.id) @ qv[0])
         timings["fusion_ms"] = (time.perf_counter() - t) * 1000
         self.last_timings = timings
         return hits

@@ -1,0 +1,163 @@
+"""End to end in a real browser: `rag serve` as a subprocess, driven by headless Chromium through Playwright.
+
+Needs Debian's /usr/bin/chromium (scripts/install-browser.sh); skipped without it.
+Leaves screenshots in test-artifacts/ (chat.png, editor.png).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from rag.cli import main as rag_main
+from rag.feedback import FeedbackStore
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+QUESTION = "注文履歴APIのp95レイテンシはいくつに下がった？"
+PG_TITLE = "PostgreSQLのインデックスを見直してp95レイテンシを4分の1にした"
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium (run scripts/install-browser.sh)")]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"rag serve exited with {proc.returncode}:\n{log.read_text(errors='replace')}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise AssertionError(f"rag serve did not answer at {url} within {timeout:.0f} s:\n{log.read_text(errors='replace')}")
+
+
+@pytest.fixture
+def server(sample_index: Path, tmp_path: Path):
+    if not CHROMIUM.exists():
+        pytest.skip("no /usr/bin/chromium")
+    index = tmp_path / "index"  # a copy: the server writes feedback.sqlite into its index directory
+    shutil.copytree(sample_index, index)
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}  # extractive, no login
+    env.update(PYTHONPATH=str(ROOT), GRADIO_ANALYTICS_ENABLED="False")
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "rag.cli", "serve", "--index", str(index), "--port", str(port)],
+                                cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        _wait_http(url, proc, log)
+        yield url, index
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def test_chat_sources_feedback_and_editor_tab(server, capsys):
+    from playwright.sync_api import expect, sync_playwright
+
+    url, index = server
+    ARTIFACTS.mkdir(exist_ok=True)
+    chat_png, editor_png = ARTIFACTS / "chat.png", ARTIFACTS / "editor.png"
+    page_errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.on("pageerror", lambda e: page_errors.append(str(e)))
+            page.goto(url)
+
+            # ask: a streamed answer citing [1], the sources panel with the post and the highlighted passage
+            question = page.locator("#rag-question textarea")
+            question.fill(QUESTION)
+            page.locator("#rag-ask").click()
+            chat, sources = page.locator("#rag-chat"), page.locator("#rag-sources")
+            expect(sources.locator(".rag-src").first).to_contain_text(PG_TITLE, timeout=30_000)
+            expect(chat).to_contain_text("[1]")
+            expect(chat).to_contain_text("85ms")
+            expect(chat).not_to_contain_text("▌")
+            expect(sources.locator(".rag-src.rag-cited mark").first).to_contain_text("85ms")
+            expect(sources).to_contain_text("not cited")
+            expect(page.locator("#rag-question textarea")).to_have_value("")
+            page.screenshot(path=str(chat_png), full_page=True)
+
+            # thumbs up: stored with the question, the answer and the sources
+            chat.locator("button[aria-label='Like']").last.click()
+            expect(page.locator("#rag-feedback-status")).to_contain_text("feedback was recorded", timeout=10_000)
+            rows = FeedbackStore.for_index(index).list()
+            assert len(rows) == 1 and rows[0]["rating"] == "up" and rows[0]["question"] == QUESTION
+            assert "85ms" in rows[0]["answer"] and rows[0]["sources"][0]["title"] == PG_TITLE
+
+            # a follow-up question: the conversation goes on, the history reaches the assistant
+            question.fill("ディスク使用量はどれくらい減った？")
+            question.press("Enter")
+            expect(chat.locator("[data-testid='bot']")).to_have_count(2, timeout=30_000)
+            expect(chat.locator("[data-testid='user']")).to_have_count(2)
+            expect(chat.locator("[data-testid='bot']").last).to_contain_text("14GB")
+            expect(chat.locator("[data-testid='bot']").last).to_contain_text("[1]")
+            expect(chat).not_to_contain_text("▌")
+
+            # markup in a question shows as text and runs nothing; an off-topic question is refused
+            xss = '<script>window.__xss=1</script><img src=x onerror="window.__xss=2">火星の首都はどこ？'
+            question.fill(xss)
+            page.locator("#rag-ask").click()
+            expect(chat.locator("[data-testid='bot']")).to_have_count(3, timeout=30_000)
+            expect(chat.locator("[data-testid='user']").last).to_contain_text(xss)
+            expect(chat.locator("[data-testid='bot']").last).to_contain_text("No answer found in the archive")
+            expect(sources).to_contain_text("Nearest passages")
+            assert page.evaluate("window.__xss") is None
+
+            page.get_by_role("button", name="New conversation").click()
+            expect(chat.locator("[data-testid='bot']")).to_have_count(0, timeout=10_000)
+            expect(sources).to_contain_text("appear here")
+
+            # editors: a topic in, passages grouped by post and ordered by date, exports offered
+            page.get_by_role("tab", name=re.compile("Editors")).click()
+            page.locator("#rag-topic textarea").fill("PostgreSQL インデックス")
+            page.locator("#rag-timeline-go").click()
+            timeline = page.locator("#rag-timeline")
+            expect(timeline).to_contain_text(f"2021-06-30 — {PG_TITLE}", timeout=30_000)
+            heads = timeline.locator("h2").all_inner_texts()
+            dates = [h[:10] for h in heads if re.match(r"\d{4}-\d{2}-\d{2}", h)]
+            assert len(heads) >= 2 and dates == sorted(dates)
+            csv_row = page.get_by_role("row", name=re.compile(r"timeline\.csv"))
+            expect(csv_row).to_be_visible()
+            expect(page.get_by_role("row", name=re.compile(r"timeline\.md"))).to_be_visible()
+            csv_text = page.request.get(csv_row.get_by_role("link").get_attribute("href")).text()
+            assert csv_text.lstrip("\ufeff").startswith("date,post_id,title,url,tags,chunk_id,score,text")
+            page.screenshot(path=str(editor_png), full_page=True)
+        finally:
+            browser.close()
+    assert not page_errors, page_errors
+
+    with capsys.disabled():
+        print(f"\nscreenshots: {chat_png} {editor_png}")
+    assert rag_main(["feedback", "export", "--index", str(index), "--json"]) == 0
+    exported = capsys.readouterr().out.splitlines()
+    assert len(exported) == 1 and '"gold_posts": ["2021-06-30-postgres-index"]' in exported[0]
