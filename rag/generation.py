@@ -118,6 +118,14 @@ def should_refuse(ev: dict, settings: Settings, question: str) -> bool:
     return ev["dense"] is not None and ev["dense"] < settings.refusal_min_dense
 
 
+_MARKER_LIKE = re.compile(r"[\[【［](\^?\s*\d{1,3}(?:\s*[,，、]\s*\^?\d{1,3})*\s*)[\]】］]")
+
+
+def defuse_markers(text: str) -> str:
+    """Quoted post text may contain `[3]`-like strings: they are not our citations, keep them inert."""
+    return _MARKER_LIKE.sub(lambda m: f"〔{m.group(1)}〕", text)
+
+
 def extractive_answer(retriever: Retriever, question: str, hits: Sequence[Hit], max_sentences: int = 2,
                       max_chars: int = 320, follow: int = 1) -> str:
     """Best sentences of the top passages by idf-weighted overlap with the question, each cited `[n]`.
@@ -135,7 +143,7 @@ def extractive_answer(retriever: Retriever, question: str, hits: Sequence[Hit], 
             if line.lstrip().startswith("#") or line.strip().startswith(("```", "~~~")):
                 continue
             for s in split_sentences(line):
-                s = s.strip()
+                s = defuse_markers(s.strip())
                 if len(s) < 6:
                     continue
                 toks = set(retriever.tokenize(s))
