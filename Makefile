@@ -26,7 +26,10 @@ run: ingest
 
 test: setup
 	bash scripts/install-browser.sh
-	$(BIN)/python -m pytest -q
+	# llama.cpp's server for the one integration test against a real third-party endpoint
+	# (compiled from source: ~10-15 min on 2 cores; the test skips, loudly, if this fails).
+	bash scripts/install-llm-server.sh $(VENV) || echo "WARNING: llama-cpp-python could not be installed; tests/test_llm_integration.py will skip"
+	$(BIN)/python -m pytest -q -rs
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"

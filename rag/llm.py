@@ -231,6 +231,10 @@ class ChatClient:
                     if isinstance(delta, str) and delta:
                         got.append(delta)
                         yield delta
+            if not got:
+                # llama.cpp's server, asked for more than its context, answers 200 and then ends the
+                # stream with no data: that is a failure, not an empty answer.
+                raise self._fail("the stream ended without an answer")
         except httpx.TimeoutException:
             raise self._fail("the stream stalled (read timeout)", partial="".join(got)) from None
         except httpx.TransportError as exc:

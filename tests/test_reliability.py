@@ -98,19 +98,22 @@ def test_sigkill_at_random_moments_keeps_previous_index(tmp_path):
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(p, dest)
     rng = random.Random(1234)
-    for delay in sorted(rng.uniform(0.3, 12.0) for _ in range(4)):
+    for delay in sorted(rng.uniform(0.3, 7.0) for _ in range(5)):
         proc = _rag("ingest", str(posts), "--index", str(idx), "--json")
         time.sleep(delay)
         if proc.poll() is not None:
             break  # finished before the kill: nothing left to interrupt
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
-        # the previous complete index still answers, unchanged
-        assert current_generation(idx) == gen_before
         s = _rag("search", "PostgreSQL インデックス", "--index", str(idx), "--json")
         out, err = s.communicate(timeout=120)
         assert s.returncode == 0, err
         assert isinstance(json.loads(out), list)
+        if current_generation(idx) != gen_before:
+            # killed after it published: the new generation is complete (checked by _snapshot)
+            assert len(_snapshot(idx)["posts"]) > len(before["posts"])
+            break
+        # killed before publishing: the previous complete index answers, unchanged
         assert _snapshot(idx)["posts"] == before["posts"]
 
     done = _rag("ingest", str(posts), "--index", str(idx), "--json")
@@ -124,7 +127,8 @@ def test_sigkill_at_random_moments_keeps_previous_index(tmp_path):
     assert a["chunks"].keys() == b["chunks"].keys()
     for cid, (text, vec) in a["chunks"].items():
         assert text == b["chunks"][cid][0]
-        assert np.allclose(vec, b["chunks"][cid][1], atol=1e-5)
+        # bf16 batches: a vector depends (by <1e-3) on which texts shared its batch, so "equal" is cosine
+        assert float(vec @ b["chunks"][cid][1]) > 0.9999
     # leftovers of killed runs are cleaned up: only the live and previous generation remain
     assert len([p for p in idx.iterdir() if p.name.startswith("gen-")]) <= 2
 
