@@ -14,7 +14,6 @@ Both follow sentence-transformers' conventions: queries and documents get the mo
 from __future__ import annotations
 
 import os
-import sys
 from typing import Callable, Protocol, Sequence
 
 import numpy as np
@@ -180,6 +179,3 @@ def embed_in_batches(embedder: Embedder, texts: Sequence[str], batch_size: int =
             progress(len(idx))
     return out
 
-
-def stderr_is_tty() -> bool:
-    return sys.stderr.isatty()

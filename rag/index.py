@@ -339,9 +339,6 @@ class IndexReader:
              " FROM chunks c JOIN posts p ON p.post_id = c.post_id WHERE c.id IN (%s)" % ",".join("?" * len(ids)))
         return {r["id"]: r for r in self.conn.execute(q, ids)}
 
-    def vectors_of(self, ids: Sequence[int]) -> np.ndarray:
-        return np.vstack([self.vectors.reconstruct(int(i)) for i in ids]) if ids else np.zeros((0, 0))
-
     def filtered_ids(self, tags: Sequence[str] = (), categories: Sequence[str] = (),
                      since: str | None = None, until: str | None = None) -> np.ndarray | None:
         """Chunk ids passing the filters, or None when no filter is set."""

@@ -9,7 +9,6 @@ add noise to fusion.
 from __future__ import annotations
 
 import json
-import math
 import re
 import threading
 import unicodedata
@@ -206,7 +205,3 @@ class BM25Index:
         return cls(vocab=meta["vocab"], idf=np.load(directory / "bm25_idf.npy"),
                    matrix=sparse.load_npz(directory / "bm25.npz").tocsc(), k1=meta["k1"], b=meta["b"])
 
-
-def idf_floor(n_docs: int) -> float:
-    """idf of a term found in every document, for reference in tests."""
-    return math.log(1 + 0.5 / (n_docs + 0.5))

@@ -29,27 +29,25 @@ class LLMError(Exception):
         self.partial = partial
 
 
-def safe_url(url: str) -> str:
-    """URL without credentials or query string (which may hold a key)."""
-    parts = urlsplit(url)
+def _host(parts) -> str:
+    """host[:port] without userinfo, IPv6 literals bracketed."""
     host = parts.hostname or ""
     if ":" in host:
         host = f"[{host}]"
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+    return f"{host}:{parts.port}" if parts.port else host
+
+
+def safe_url(url: str) -> str:
+    """URL without credentials or query string (which may hold a key)."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, _host(parts), parts.path, "", ""))
 
 
 def chat_url(base_url: str) -> str:
     """`{base_url}/chat/completions`, keeping a query string (`?api-version=`) and dropping userinfo
     (httpx would turn `user:pass@` into Basic auth and replace the Bearer key)."""
     parts = urlsplit(base_url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path.rstrip("/") + "/chat/completions", parts.query, ""))
+    return urlunsplit((parts.scheme, _host(parts), parts.path.rstrip("/") + "/chat/completions", parts.query, ""))
 
 
 def _retry_after(resp: httpx.Response) -> float | None:

@@ -25,3 +25,13 @@ def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 90.0
         except OSError:
             time.sleep(0.3)
     raise AssertionError(f"rag serve did not answer at {url} within {timeout:.0f} s:\n{log.read_text(errors='replace')}")
+
+
+def stop(proc: subprocess.Popen, grace: float = 10.0) -> None:
+    """Terminate a server process, killing it if it does not exit within `grace` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)

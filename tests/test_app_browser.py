@@ -9,17 +9,15 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from rag.cli import main as rag_main
 from rag.feedback import FeedbackStore
+from tests.app_server import free_port, stop, wait_http
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -33,33 +31,13 @@ pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium (run scripts/install-browser.sh)")]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"rag serve exited with {proc.returncode}:\n{log.read_text(errors='replace')}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise AssertionError(f"rag serve did not answer at {url} within {timeout:.0f} s:\n{log.read_text(errors='replace')}")
-
-
 @pytest.fixture
 def server(sample_index: Path, tmp_path: Path):
     if not CHROMIUM.exists():
         pytest.skip("no /usr/bin/chromium")
     index = tmp_path / "index"  # a copy: the server writes feedback.sqlite into its index directory
     shutil.copytree(sample_index, index)
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}  # extractive, no login
     env.update(PYTHONPATH=str(ROOT), GRADIO_ANALYTICS_ENABLED="False")
     log = tmp_path / "serve.log"
@@ -68,15 +46,10 @@ def server(sample_index: Path, tmp_path: Path):
                                 cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     try:
-        _wait_http(url, proc, log)
+        wait_http(url, proc, log, timeout=60.0)
         yield url, index
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop(proc)
 
 
 def test_chat_sources_feedback_and_editor_tab(server, capsys):

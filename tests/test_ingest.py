@@ -1,9 +1,5 @@
 """Ingest and index: incremental updates, atomic generations, the writer lock, embedder checks."""
 
-import json
-import os
-import sqlite3
-from pathlib import Path
 
 import pytest
 

@@ -18,6 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.app_server import stop
+
 pytestmark = pytest.mark.slow
 
 pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (scripts/install-llm-server.sh)")
@@ -92,12 +94,7 @@ def llama_server(tmp_path_factory):
             time.sleep(0.5)
         yield Server(base, log, proc)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop(proc, grace=15)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from eval.load_test import run
-from tests.app_server import free_port, wait_http
+from tests.app_server import free_port, stop, wait_http
 from tests.llm_server import ScriptedLLMServer, sse_reply
 
 pytestmark = pytest.mark.slow
@@ -30,14 +30,6 @@ def _serve(index: Path, tmp_path: Path, env_extra: dict):
     return proc, url
 
 
-def _stop(proc):
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-
-
 @pytest.fixture
 def index_copy(sample_index, tmp_path):
     d = tmp_path / "index"
@@ -50,7 +42,7 @@ def test_twenty_users_extractive(index_copy, tmp_path):
     try:
         res = run(url, users=20, per_user=2, timeout=240)
     finally:
-        _stop(proc)
+        stop(proc)
     print("extractive:", res)
     assert res["errors"] == 0, res["error_samples"]
     assert res["answered"] == 40
@@ -63,7 +55,7 @@ def test_twenty_users_with_slow_endpoint(index_copy, tmp_path):
         try:
             res = run(url, users=20, per_user=2, timeout=240)
         finally:
-            _stop(proc)
+            stop(proc)
     print("endpoint 1 s:", res)
     assert res["errors"] == 0, res["error_samples"]
     assert res["answered"] == 40

@@ -2,7 +2,6 @@
 
 import codecs
 import json
-import os
 import random
 import shutil
 import signal
