@@ -623,6 +623,9 @@ def serve(assistant: Any, settings: Settings, host: str = "127.0.0.1", port: int
     warning = exposure_warning(host, auth)
     if warning:
         print(warning, file=sys.stderr)
+    retriever = getattr(assistant, "retriever", None)
+    if retriever is not None:
+        retriever.warm_up()  # load the query engine and tokenizer now, not on the first question
     demo = build_app(assistant, settings, feedback)
     demo.queue(default_concurrency_limit=concurrency, max_size=max(100, 10 * concurrency))
     demo.launch(server_name=host, server_port=port, auth=auth, prevent_thread_lock=prevent_thread_lock,

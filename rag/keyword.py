@@ -119,59 +119,108 @@ def get_tokenizer(name: str) -> Tokenizer:
 
 @dataclass
 class BM25Index:
-    """BM25 (Okapi, k1/b) over documents given as token lists; rows are document positions."""
+    """BM25 (Okapi, k1/b) over documents given as token lists; rows are document positions.
+
+    Stored column-major (CSC: one posting list per term, saturated tf weights) as plain .npy
+    arrays that readers memory-map: a million-chunk matrix (~250M postings, 2 GB) then stays
+    in the page cache, shared by processes, and a query touches only its terms' postings.
+    """
 
     vocab: dict[str, int]
-    idf: np.ndarray          # (n_terms,)
-    matrix: "object"         # scipy.sparse.csc_matrix (n_docs, n_terms) of saturated tf weights
+    idf: np.ndarray          # (n_terms,) float32
+    indptr: np.ndarray       # (n_terms + 1,) int64: postings of term j are [indptr[j], indptr[j+1])
+    indices: np.ndarray      # (nnz,) int32 document rows
+    data: np.ndarray         # (nnz,) float32 tf * (k1 + 1) / (tf + k1 * (1 - b + b * len / avgdl))
+    n_docs: int
     k1: float = 1.2
     b: float = 0.75
 
     @classmethod
-    def build(cls, docs: Sequence[Sequence[str]], k1: float = 1.2, b: float = 0.75) -> "BM25Index":
+    def build(cls, docs: Iterable[Sequence[str]], k1: float = 1.2, b: float = 0.75,
+              batch: int = 20_000) -> "BM25Index":
+        """Streams `docs` (any iterable, e.g. a database cursor) in batches, so memory holds the
+        postings as arrays, never all token lists at once."""
+        vocab: dict[str, int] = {}
+        rows_p, cols_p, tf_p, len_p = [], [], [], []
+        ids: list[int] = []
+        lens: list[int] = []
+        start = 0
+
+        def flush() -> None:
+            nonlocal start
+            if not lens:
+                return
+            col = np.asarray(ids, dtype=np.int64)
+            row = np.repeat(np.arange(start, start + len(lens), dtype=np.int64), lens)
+            key, tf = np.unique((row << 32) | col, return_counts=True)  # sorted by row, then term
+            rows_p.append((key >> 32).astype(np.int32))
+            cols_p.append((key & 0xFFFFFFFF).astype(np.int32))
+            tf_p.append(tf.astype(np.float32))
+            len_p.append(np.asarray(lens, dtype=np.float32))
+            start += len(lens)
+            ids.clear()
+            lens.clear()
+
+        for toks in docs:
+            ids.extend([vocab.setdefault(t, len(vocab)) for t in toks])
+            lens.append(len(toks))
+            if len(lens) >= batch:
+                flush()
+        flush()
+        n, n_terms = start, len(vocab)
+        cat = (lambda parts, dt: np.concatenate(parts) if parts else np.zeros(0, dtype=dt))
+        rows, cols, tf = cat(rows_p, np.int32), cat(cols_p, np.int32), cat(tf_p, np.float32)
+        del rows_p, cols_p, tf_p
+        lengths = cat(len_p, np.float32)
+        avgdl = float(lengths.mean()) if n else 1.0
+        norm = k1 * (1 - b + b * lengths / max(avgdl, 1e-9))
+        w = tf * (k1 + 1) / (tf + norm[rows])
+        del tf
+        row_ptr = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(np.bincount(rows, minlength=n), out=row_ptr[1:])
+        del rows
         from scipy import sparse
 
-        vocab: dict[str, int] = {}
-        rows, cols, tfs = [], [], []
-        lengths = np.zeros(len(docs), dtype=np.float32)
-        for i, toks in enumerate(docs):
-            lengths[i] = len(toks)
-            counts: dict[int, int] = {}
-            for t in toks:
-                j = vocab.setdefault(t, len(vocab))
-                counts[j] = counts.get(j, 0) + 1
-            rows.extend([i] * len(counts))
-            cols.extend(counts.keys())
-            tfs.extend(counts.values())
-        n = len(docs)
-        avgdl = float(lengths.mean()) if n else 0.0
-        rows_a = np.asarray(rows, dtype=np.int64)
-        tf = np.asarray(tfs, dtype=np.float32)
-        norm = k1 * (1 - b + b * lengths[rows_a] / max(avgdl, 1e-9)) if n else tf
-        w = tf * (k1 + 1) / (tf + norm)
-        matrix = sparse.csc_matrix((w, (rows_a, np.asarray(cols, dtype=np.int64))), shape=(n, len(vocab)),
-                                   dtype=np.float32)
-        df = np.diff(matrix.indptr).astype(np.float32)
+        # row-major -> column-major in O(nnz) (scipy's counting sort keeps rows ascending per term)
+        m = sparse.csr_matrix((w, cols, row_ptr), shape=(n, n_terms)).tocsc()
+        del w, cols
+        indptr = m.indptr.astype(np.int64)
+        indices, data = m.indices.astype(np.int32, copy=False), m.data.astype(np.float32, copy=False)
+        df = np.diff(indptr)
         idf = np.log(1 + (n - df + 0.5) / (df + 0.5)).astype(np.float32)
-        return cls(vocab=vocab, idf=idf, matrix=matrix, k1=k1, b=b)
+        return cls(vocab=vocab, idf=idf, indptr=indptr, indices=indices, data=data, n_docs=n, k1=k1, b=b)
 
     @property
-    def n_docs(self) -> int:
-        return self.matrix.shape[0]
+    def nnz(self) -> int:
+        return int(self.indices.size)
 
     def scores(self, query_tokens: Iterable[str]) -> np.ndarray:
-        """BM25 score of every document (0 where no query term occurs)."""
-        out = np.zeros(self.n_docs, dtype=np.float32)
+        """BM25 score of every document (0 where no query term occurs).
+
+        The query's columns are sliced out and multiplied by their idf weights in scipy's C loops:
+        3x faster than a numpy scatter-add over the ~3M postings a question hits at 1M chunks.
+        """
         qcount: dict[int, int] = {}
         for t in query_tokens:
             j = self.vocab.get(t)
             if j is not None:
                 qcount[j] = qcount.get(j, 0) + 1
-        m = self.matrix
-        for j, qtf in qcount.items():
-            lo, hi = m.indptr[j], m.indptr[j + 1]
-            out[m.indices[lo:hi]] += self.idf[j] * qtf * m.data[lo:hi]
-        return out
+        if not qcount or self.n_docs == 0:
+            return np.zeros(self.n_docs, dtype=np.float32)
+        cols = np.fromiter(qcount, dtype=np.int64, count=len(qcount))
+        w = self.idf[cols] * np.fromiter(qcount.values(), dtype=np.float32, count=len(qcount))
+        return np.asarray(self._matrix()[:, cols] @ w, dtype=np.float32)
+
+    def _matrix(self):
+        """The postings as a scipy CSC matrix over the same (possibly memory-mapped) arrays: no copy."""
+        m = self.__dict__.get("_csc")
+        if m is None:
+            from scipy import sparse
+
+            m = sparse.csc_matrix((self.data, self.indices, self.indptr), shape=(self.n_docs, len(self.vocab)),
+                                  copy=False)
+            self.__dict__["_csc"] = m
+        return m
 
     def search(self, query_tokens: Sequence[str], k: int, allowed: np.ndarray | None = None
                ) -> list[tuple[int, float]]:
@@ -190,18 +239,24 @@ class BM25Index:
         return [(int(i), float(s[i])) for i in order]
 
     def save(self, directory: Path) -> None:
-        from scipy import sparse
-
-        sparse.save_npz(directory / "bm25.npz", self.matrix, compressed=False)
+        for name in ("indptr", "indices", "data"):
+            np.save(directory / f"bm25_{name}.npy", np.ascontiguousarray(getattr(self, name)))
         np.save(directory / "bm25_idf.npy", self.idf)
         (directory / "bm25_vocab.json").write_text(
-            json.dumps({"k1": self.k1, "b": self.b, "vocab": self.vocab}, ensure_ascii=False), encoding="utf-8")
+            json.dumps({"k1": self.k1, "b": self.b, "n_docs": self.n_docs, "vocab": self.vocab},
+                       ensure_ascii=False), encoding="utf-8")
 
     @classmethod
-    def load(cls, directory: Path) -> "BM25Index":
-        from scipy import sparse
-
+    def load(cls, directory: Path, mmap: bool = True) -> "BM25Index":
         meta = json.loads((directory / "bm25_vocab.json").read_text(encoding="utf-8"))
-        return cls(vocab=meta["vocab"], idf=np.load(directory / "bm25_idf.npy"),
-                   matrix=sparse.load_npz(directory / "bm25.npz").tocsc(), k1=meta["k1"], b=meta["b"])
+        idf = np.load(directory / "bm25_idf.npy")
+        if not (directory / "bm25_indptr.npy").exists() and (directory / "bm25.npz").exists():
+            from scipy import sparse  # indexes written before the .npy layout
 
+            m = sparse.load_npz(directory / "bm25.npz").tocsc()
+            return cls(vocab=meta["vocab"], idf=idf, indptr=m.indptr.astype(np.int64), indices=m.indices,
+                       data=m.data, n_docs=m.shape[0], k1=meta["k1"], b=meta["b"])
+        mode = "r" if mmap else None
+        arrays = {name: np.load(directory / f"bm25_{name}.npy", mmap_mode=mode)
+                  for name in ("indptr", "indices", "data")}
+        return cls(vocab=meta["vocab"], idf=idf, n_docs=int(meta["n_docs"]), k1=meta["k1"], b=meta["b"], **arrays)

@@ -16,7 +16,7 @@ import numpy as np
 
 from .config import Settings
 from .embedding import Embedder
-from .index import IndexError_, IndexReader
+from .index import IndexError_, IndexReader, search_vectors
 from .keyword import get_tokenizer
 
 MODES = ("hybrid", "dense", "keyword")
@@ -102,26 +102,26 @@ class Retriever:
         faiss.omp_set_num_threads(max(1, settings.query_threads))  # one query: threads only add contention
         self.tokenize = get_tokenizer(reader.info.get("keyword_tokenizer", settings.keyword_tokenizer))
         self.last_timings: dict[str, float] = {}
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="rag-keyword")  # threads start lazily
+
+    def _timed_keyword(self, query: str, n: int, allowed: np.ndarray | None) -> tuple[list, float]:
+        t = time.perf_counter()
+        hits = self.keyword(query, n, allowed)
+        return hits, (time.perf_counter() - t) * 1000
+
+    def warm_up(self) -> None:
+        """Load the query embedder and the keyword tokenizer (both lazy) before the first question."""
+        self.embedder.embed_query("warm up")
+        self.tokenize("ウォームアップ")
 
     def dense(self, query: str, n: int, allowed: np.ndarray | None,
               qv: np.ndarray | None = None) -> list[tuple[int, float]]:
-        import faiss
-
         if qv is None:
             qv = self.embedder.embed_query(query).reshape(1, -1).astype(np.float32)
-        if allowed is not None:
-            if allowed.size == 0:
-                return []
-            sel = faiss.IDSelectorBatch(allowed)
-            index = self.reader.vectors
-            if isinstance(index, faiss.IndexIVF):
-                params = faiss.SearchParametersIVF(sel=sel, nprobe=index.nprobe)
-            else:
-                params = faiss.SearchParameters(sel=sel)
-            d, i = index.search(qv, min(n, int(allowed.size)), params=params)
-        else:
-            d, i = self.reader.vectors.search(qv, n)
-        return [(int(x), float(s)) for x, s in zip(i[0], d[0]) if x >= 0]
+        d, i = search_vectors(self.reader.vectors, qv, n, allowed)
+        return [(int(x), float(s)) for x, s in zip(i, d) if x >= 0]
 
     def keyword(self, query: str, n: int, allowed: np.ndarray | None) -> list[tuple[int, float]]:
         mask = None
@@ -143,15 +143,23 @@ class Retriever:
         timings["filter_ms"] = (time.perf_counter() - t) * 1000
         dense_hits: list[tuple[int, float]] = []
         kw_hits: list[tuple[int, float]] = []
+        kw_job = None
+        if mode in ("hybrid", "keyword"):
+            if mode == "hybrid" and self.settings.parallel_legs:
+                # BM25 runs beside query embedding + FAISS (both release the GIL): on 2 cores the
+                # legs overlap instead of adding up (eval/bench_retrieval.py)
+                kw_job = self._executor.submit(self._timed_keyword, query, n, allowed)
+            else:
+                kw_hits, timings["keyword_ms"] = self._timed_keyword(query, n, allowed)
         if mode in ("hybrid", "dense"):
             t = time.perf_counter()
             qv = self.embedder.embed_query(query).reshape(1, -1).astype(np.float32)
+            timings["embed_ms"] = (time.perf_counter() - t) * 1000
+            t = time.perf_counter()
             dense_hits = self.dense(query, n, allowed, qv)
             timings["dense_ms"] = (time.perf_counter() - t) * 1000
-        if mode in ("hybrid", "keyword"):
-            t = time.perf_counter()
-            kw_hits = self.keyword(query, n, allowed)
-            timings["keyword_ms"] = (time.perf_counter() - t) * 1000
+        if kw_job is not None:
+            kw_hits, timings["keyword_ms"] = kw_job.result()
         t = time.perf_counter()
         dense_of = dict(dense_hits)
         kw_of = dict(kw_hits)

