@@ -220,22 +220,28 @@ class Assistant:
 
     # ------------------------------------------------------------ answering
     def ask(self, question: str, history: Sequence[tuple[str, str]] = (), k: int | None = None,
-            mode: str = "hybrid", filters: Filters = Filters()) -> Answer:
+            mode: str = "hybrid", filters: Filters = Filters(), hits: Sequence[Hit] | None = None) -> Answer:
         final = None
-        for kind, payload in self.stream(question, history, k, mode, filters):
+        for kind, payload in self.stream(question, history, k, mode, filters, hits):
             if kind == "answer":
                 final = payload
         assert final is not None
         return final
 
     def stream(self, question: str, history: Sequence[tuple[str, str]] = (), k: int | None = None,
-               mode: str = "hybrid", filters: Filters = Filters()) -> Iterator[tuple[str, object]]:
+               mode: str = "hybrid", filters: Filters = Filters(),
+               hits: Sequence[Hit] | None = None) -> Iterator[tuple[str, object]]:
+        """Yields ("delta", text) pieces, then ("answer", Answer). `hits`: passages already retrieved
+        for this standalone question (as `rag eval` has them), so retrieval is not run twice."""
         t0 = time.perf_counter()
         question = question.strip()
         if not question:
             raise ValueError("the question is empty")
         standalone = self.standalone(question, history)
-        hits = self.retriever.search(standalone, k or self.settings.top_k, mode, filters)
+        if hits is None:
+            hits = self.retriever.search(standalone, k or self.settings.top_k, mode, filters)
+        else:
+            hits = list(hits)[:k or self.settings.top_k]
         t_ret = time.perf_counter()
         english = is_english(question)
         ev = evidence(self.retriever, standalone, hits)

@@ -48,3 +48,25 @@ def test_sample_question_set_is_well_formed():
     for q in qs:
         for pid in q["gold_posts"]:
             assert any((EXAMPLES / f"{pid}{ext}").exists() for ext in (".md", ".markdown")), pid
+
+
+def test_evaluation_reuses_its_hits_for_the_same_answer(retriever, settings):
+    from rag.evaluation import evaluate_question
+    from rag.generation import Assistant
+
+    class CountingRetriever(type(retriever)):
+        calls = 0
+
+        def search(self, *a, **kw):
+            CountingRetriever.calls += 1
+            return super().search(*a, **kw)
+
+    counting = CountingRetriever(retriever.reader, retriever.embedder, settings)
+    assistant = Assistant(settings, counting)
+    q = {"id": "t1", "question": "注文履歴APIのp95レイテンシはいくつからいくつに下がった？", "answers": ["85ms"],
+         "gold_posts": ["2021-06-30-postgres-index"], "answerable": True}
+    rec = evaluate_question(q, counting, assistant, 10, "hybrid", retrieval_only=False)
+    assert CountingRetriever.calls == 1  # one search per question, not two
+    fresh = Assistant(settings, retriever).ask(q["question"])
+    assert rec["answer"] == fresh.answer and rec["mode"] == fresh.mode == "extractive"
+    assert [c["chunk_id"] for c in rec["citations"]] == [c["chunk_id"] for c in fresh.citations]
