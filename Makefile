@@ -6,7 +6,7 @@ INDEX ?= .rag-index
 HOST ?= 127.0.0.1
 PORT ?= 7860
 
-.PHONY: setup run ingest serve test test-fast bench clean
+.PHONY: setup run ingest serve test test-fast clean
 
 $(BIN)/rag: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
