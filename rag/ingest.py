@@ -39,6 +39,7 @@ class IngestReport:
     warnings: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
+    bm25: str = ""  # "updated" (previous postings reused) or "rebuilt"
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -175,6 +176,7 @@ def ingest(root: Path, index_dir: Path, settings: Settings, embedder: Embedder, 
             raise
         report.timings["write_s"] = time.perf_counter() - t
         report.timings.update({f"write_{k}": v for k, v in writer.timings.items()})
+        report.bm25 = "updated" if writer.bm25_updated else "rebuilt"
         conn = connect(writer.gen / "meta.sqlite", readonly=True)
         report.chunks_total = conn.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
         conn.close()

@@ -117,6 +117,42 @@ def get_tokenizer(name: str) -> Tokenizer:
         raise ValueError(f"unknown keyword tokenizer {name!r}; choose one of {sorted(TOKENIZERS)}") from None
 
 
+def _count_terms(docs: Iterable[Sequence[str]], vocab: "_Numbering", batch: int, row_start: int = 0):
+    """(rows, cols, tf) of every distinct (document, term) pair, row-major, and document lengths;
+    terms are numbered in `vocab` as they appear."""
+    rows_p, cols_p, tf_p, len_p = [], [], [], []
+    ids: list[int] = []
+    lens: list[int] = []
+    start = row_start
+
+    def flush() -> None:
+        nonlocal start
+        if not lens:
+            return
+        col = np.asarray(ids, dtype=np.int64)
+        row = np.repeat(np.arange(start, start + len(lens), dtype=np.int64), lens)
+        key, tf = np.unique((row << 32) | col, return_counts=True)  # sorted by row, then term
+        rows_p.append((key >> 32).astype(np.int32))
+        cols_p.append((key & 0xFFFFFFFF).astype(np.int32))
+        tf_p.append(tf.astype(np.uint32))
+        len_p.append(np.asarray(lens, dtype=np.float32))
+        start += len(lens)
+        ids.clear()
+        lens.clear()
+
+    for toks in docs:
+        ids.extend(map(vocab.__getitem__, toks))  # C-level loop: 1.6x faster than setdefault
+        lens.append(len(toks))
+        if len(lens) >= batch:
+            flush()
+    flush()
+
+    def cat(parts, dt):
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=dt)
+
+    return cat(rows_p, np.int32), cat(cols_p, np.int32), cat(tf_p, np.uint32), cat(len_p, np.float32)
+
+
 class _Numbering(dict):
     """term -> id, numbering unseen terms in order of first appearance."""
 
@@ -142,6 +178,8 @@ class BM25Index:
     n_docs: int
     k1: float = 1.2
     b: float = 0.75
+    tf: np.ndarray | None = None       # (nnz,) uint16 raw term counts: what an update re-weights
+    lengths: np.ndarray | None = None  # (n_docs,) float32 document lengths in tokens
 
     @classmethod
     def build(cls, docs: Iterable[Sequence[str]], k1: float = 1.2, b: float = 0.75,
@@ -149,54 +187,92 @@ class BM25Index:
         """Streams `docs` (any iterable, e.g. a database cursor) in batches, so memory holds the
         postings as arrays, never all token lists at once."""
         vocab = _Numbering()
-        rows_p, cols_p, tf_p, len_p = [], [], [], []
-        ids: list[int] = []
-        lens: list[int] = []
-        start = 0
-
-        def flush() -> None:
-            nonlocal start
-            if not lens:
-                return
-            col = np.asarray(ids, dtype=np.int64)
-            row = np.repeat(np.arange(start, start + len(lens), dtype=np.int64), lens)
-            key, tf = np.unique((row << 32) | col, return_counts=True)  # sorted by row, then term
-            rows_p.append((key >> 32).astype(np.int32))
-            cols_p.append((key & 0xFFFFFFFF).astype(np.int32))
-            tf_p.append(tf.astype(np.float32))
-            len_p.append(np.asarray(lens, dtype=np.float32))
-            start += len(lens)
-            ids.clear()
-            lens.clear()
-
-        for toks in docs:
-            ids.extend(map(vocab.__getitem__, toks))  # C-level loop: 1.6x faster than setdefault
-            lens.append(len(toks))
-            if len(lens) >= batch:
-                flush()
-        flush()
-        n, n_terms = start, len(vocab)
-        cat = (lambda parts, dt: np.concatenate(parts) if parts else np.zeros(0, dtype=dt))
-        rows, cols, tf = cat(rows_p, np.int32), cat(cols_p, np.int32), cat(tf_p, np.float32)
-        del rows_p, cols_p, tf_p
-        lengths = cat(len_p, np.float32)
-        avgdl = float(lengths.mean()) if n else 1.0
-        norm = k1 * (1 - b + b * lengths / max(avgdl, 1e-9))
-        w = tf * (k1 + 1) / (tf + norm[rows])
-        del tf
+        rows, cols, tf, lengths = _count_terms(docs, vocab, batch)
+        n = lengths.size
         row_ptr = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(np.bincount(rows, minlength=n), out=row_ptr[1:])
         del rows
         from scipy import sparse
 
         # row-major -> column-major in O(nnz) (scipy's counting sort keeps rows ascending per term)
-        m = sparse.csr_matrix((w, cols, row_ptr), shape=(n, n_terms)).tocsc()
-        del w, cols
-        indptr = m.indptr.astype(np.int64)
-        indices, data = m.indices.astype(np.int32, copy=False), m.data.astype(np.float32, copy=False)
+        m = sparse.csr_matrix((tf, cols, row_ptr), shape=(n, len(vocab))).tocsc()
+        del tf, cols
+        return cls._weighted(dict(vocab), m.indptr.astype(np.int64), m.indices.astype(np.int32, copy=False),
+                             m.data, lengths, k1, b)
+
+    @classmethod
+    def _weighted(cls, vocab: dict[str, int], indptr: np.ndarray, indices: np.ndarray, tf: np.ndarray,
+                  lengths: np.ndarray, k1: float, b: float) -> "BM25Index":
+        """BM25 weights and idf from raw counts in column-major order."""
+        n = lengths.size
+        avgdl = float(lengths.mean()) if n else 1.0
+        norm = (k1 * (1 - b + b * lengths / max(avgdl, 1e-9))).astype(np.float32)
+        tf32 = tf.astype(np.float32)
+        data = tf32 * np.float32(k1 + 1) / (tf32 + norm[indices])
+        del tf32
         df = np.diff(indptr)
         idf = np.log(1 + (n - df + 0.5) / (df + 0.5)).astype(np.float32)
-        return cls(vocab=dict(vocab), idf=idf, indptr=indptr, indices=indices, data=data, n_docs=n, k1=k1, b=b)
+        return cls(vocab=vocab, idf=idf, indptr=indptr, indices=indices, data=data.astype(np.float32, copy=False),
+                   n_docs=n, k1=k1, b=b, tf=np.minimum(tf, 65535).astype(np.uint16), lengths=lengths)
+
+    def updated(self, keep: np.ndarray, new_docs: Iterable[Sequence[str]]) -> "BM25Index":
+        """The index after dropping the rows where `keep` is False and appending `new_docs` as the
+        last rows: the same postings, weights and idf as a full rebuild, found without tokens.
+
+        Kept postings stay in order (rows renumbered); new rows come after every old one, so each
+        term's list is its kept postings then its new ones. Costs a few vectorized passes over
+        the postings instead of a Python loop over every token of the archive.
+        """
+        if self.tf is None or self.lengths is None:
+            raise ValueError("this BM25 index has no raw term counts (written before they were kept)")
+        k1, b = self.k1, self.b
+        keep = np.asarray(keep, dtype=bool)
+        vocab = _Numbering(self.vocab)
+        n_old_terms = len(self.vocab)
+        # old postings, minus dropped rows, rows renumbered
+        new_row = (np.cumsum(keep) - 1).astype(np.int32)
+        old_df = np.diff(np.asarray(self.indptr))
+        if keep.all():
+            rows_k, tf_k, df_k = np.asarray(self.indices), np.asarray(self.tf), old_df
+        else:
+            mask = keep[self.indices]
+            rows_k, tf_k = new_row[np.asarray(self.indices)[mask]], np.asarray(self.tf)[mask]
+            col_of = np.repeat(np.arange(n_old_terms, dtype=np.int32), old_df)
+            df_k = np.bincount(col_of[mask], minlength=n_old_terms)
+            del mask, col_of
+        n_kept = int(keep.sum())
+        # new postings, row-major, then ordered by term (stable: rows stay ascending)
+        rows_n, cols_n, tf_n, len_n = _count_terms(new_docs, vocab, 20_000, row_start=n_kept)
+        order = np.argsort(cols_n, kind="stable")
+        rows_n, cols_n, tf_n = rows_n[order], cols_n[order], tf_n[order]
+        n_terms = len(vocab)
+        df_old = np.zeros(n_terms, dtype=np.int64)
+        df_old[:n_old_terms] = df_k
+        df_new = np.bincount(cols_n, minlength=n_terms)
+        indptr = np.zeros(n_terms + 1, dtype=np.int64)
+        np.cumsum(df_old + df_new, out=indptr[1:])
+        nnz = int(indptr[-1])
+        indices = np.empty(nnz, dtype=np.int32)
+        tf = np.empty(nnz, dtype=np.uint16)
+        # old postings keep their order: destination = start of the term's new list + rank in the term
+        old_start = np.zeros(n_terms + 1, dtype=np.int64)
+        np.cumsum(df_old, out=old_start[1:])
+        shift = np.repeat(indptr[:-1] - old_start[:-1], df_old)
+        dest = np.arange(rows_k.size, dtype=np.int64) + shift
+        indices[dest], tf[dest] = rows_k, tf_k
+        del dest, shift, rows_k, tf_k
+        new_start = np.zeros(n_terms + 1, dtype=np.int64)
+        np.cumsum(df_new, out=new_start[1:])
+        dest = indptr[:-1][cols_n] + df_old[cols_n] + (np.arange(cols_n.size) - new_start[:-1][cols_n])
+        indices[dest], tf[dest] = rows_n, np.minimum(tf_n, 65535).astype(np.uint16)
+        lengths = np.concatenate([np.asarray(self.lengths)[keep], len_n]).astype(np.float32)
+        # terms left with no postings are dropped, as a full rebuild would never have seen them
+        live = (df_old + df_new) > 0
+        if not live.all():
+            new_col = np.cumsum(live) - 1
+            indptr = np.concatenate([[0], np.cumsum((df_old + df_new)[live])]).astype(np.int64)
+            vocab = {t: int(new_col[j]) for t, j in vocab.items() if live[j]}
+        return self._weighted(dict(vocab), indptr, indices, tf, lengths, k1, b)
 
     @property
     def nnz(self) -> int:
@@ -247,8 +323,9 @@ class BM25Index:
         return [(int(i), float(s[i])) for i in order]
 
     def save(self, directory: Path) -> None:
-        for name in ("indptr", "indices", "data"):
-            np.save(directory / f"bm25_{name}.npy", np.ascontiguousarray(getattr(self, name)))
+        for name in ("indptr", "indices", "data", "tf", "lengths"):
+            if getattr(self, name) is not None:
+                np.save(directory / f"bm25_{name}.npy", np.ascontiguousarray(getattr(self, name)))
         np.save(directory / "bm25_idf.npy", self.idf)
         (directory / "bm25_vocab.json").write_text(
             json.dumps({"k1": self.k1, "b": self.b, "n_docs": self.n_docs, "vocab": self.vocab},
@@ -266,5 +343,6 @@ class BM25Index:
                        data=m.data, n_docs=m.shape[0], k1=meta["k1"], b=meta["b"])
         mode = "r" if mmap else None
         arrays = {name: np.load(directory / f"bm25_{name}.npy", mmap_mode=mode)
-                  for name in ("indptr", "indices", "data")}
+                  for name in ("indptr", "indices", "data", "tf", "lengths")
+                  if name in ("indptr", "indices", "data") or (directory / f"bm25_{name}.npy").exists()}
         return cls(vocab=meta["vocab"], idf=idf, n_docs=int(meta["n_docs"]), k1=meta["k1"], b=meta["b"], **arrays)

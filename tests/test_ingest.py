@@ -115,3 +115,29 @@ def test_sample_archive_report(sample_index):
     assert draft["tags"] == [] and draft["date"] is None and len(draft["warnings"]) == 2
     retro = reader.post("2021-10-11-incident-retro")
     assert all("---END---" not in c["text"] for c in retro["chunks"])
+
+
+def test_incremental_bm25_matches_a_rebuild(posts_copy, tmp_path, embedder):
+    """An ingest that updates the previous BM25 (rows dropped, new ones appended) ranks and
+    scores exactly like a full rebuild of the same archive."""
+    from rag.retrieval import Retriever
+
+    s = Settings()
+    idx = tmp_path / "idx"
+    assert ingest(posts_copy, idx, s, embedder).bm25 == "rebuilt"
+    post = next(p for p in sorted(posts_copy.rglob("*.md")) if "postgres" in p.name)
+    post.write_text(post.read_text(encoding="utf-8") + "\n\n追記：pg_stat_statementsで遅いクエリを毎週確認しています。\n",
+                    encoding="utf-8")
+    next(p for p in sorted(posts_copy.rglob("*.md")) if "remote" in p.name).unlink()
+    write_post(posts_copy, "2026/new-post.md", "Zigで書くCLI", "Zigのcomptimeで設定ファイルの検証を書きました。", date="2026-03-01")
+    rep = ingest(posts_copy, idx, s, embedder)
+    assert rep.bm25 == "updated" and rep.posts_added == 1 and rep.posts_updated == 1 and rep.posts_removed == 1
+    full = tmp_path / "full"
+    ingest(posts_copy, full, s, embedder)
+    inc_r, full_r = Retriever(IndexReader(idx), embedder, s), Retriever(IndexReader(full), embedder, s)
+    assert inc_r.reader.n_chunks == full_r.reader.n_chunks
+    for q in ("pg_stat_statements 遅いクエリ", "Zig comptime", "リモートワーク 会議", "インデックス レイテンシ"):
+        a = [(h.chunk_id, round(h.score, 4)) for h in inc_r.search(q, k=5, mode="keyword")]
+        b = [(h.chunk_id, round(h.score, 4)) for h in full_r.search(q, k=5, mode="keyword")]
+        assert a == b, q
+    assert ingest(posts_copy, idx, s, embedder, rebuild=True).bm25 == "rebuilt"

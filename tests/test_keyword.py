@@ -88,3 +88,25 @@ def test_bm25_reads_the_older_npz_layout(tmp_path):
     (tmp_path / "bm25_vocab.json").write_text(json.dumps({"k1": 1.2, "b": 0.75, "vocab": bm.vocab}))
     old = BM25Index.load(tmp_path)
     assert np.allclose(old.scores(["y", "x"]), bm.scores(["y", "x"]))
+
+
+@pytest.mark.parametrize("keep", [[True, True, True, True, True], [True, False, True, False, True],
+                                  [False, False, False, False, False]])
+def test_bm25_update_equals_a_full_rebuild(keep, tmp_path):
+    docs = [["a", "b", "a"], ["only-here", "c"], [], ["b", "c", "d", "d"], ["a", "e"]]
+    new_docs = [["d", "new", "a"], ["b"], ["new", "new", "c"]]
+    full = BM25Index.build([d for d, k in zip(docs, keep) if k] + new_docs)
+    old = BM25Index.build(docs)
+    old.save(tmp_path)
+    inc = BM25Index.load(tmp_path).updated(np.array(keep), new_docs)  # from the memory-mapped files
+    assert set(inc.vocab) == set(full.vocab) and inc.n_docs == full.n_docs and inc.nnz == full.nnz
+    for t in full.vocab:
+        assert inc.idf[inc.vocab[t]] == pytest.approx(full.idf[full.vocab[t]])
+    for q in (["a"], ["b", "d"], ["new", "c", "zzz"], ["only-here"], ["e", "a", "a"]):
+        assert np.allclose(inc.scores(q), full.scores(q))
+        assert inc.search(q, 3) == full.search(q, 3) or np.allclose([s for _, s in inc.search(q, 3)],
+                                                                    [s for _, s in full.search(q, 3)])
+    inc.save(tmp_path)  # and it updates again
+    again = BM25Index.load(tmp_path).updated(np.ones(inc.n_docs, dtype=bool), [["a"]])
+    assert np.allclose(again.scores(["a"]), BM25Index.build(
+        [d for d, k in zip(docs, keep) if k] + new_docs + [["a"]]).scores(["a"]))
