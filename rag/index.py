@@ -3,7 +3,8 @@
 Layout of an index directory:
 
     CURRENT          name of the live generation (replaced atomically with os.replace)
-    gen-<stamp>/     meta.sqlite, vectors.faiss, bm25_{indptr,indices,data,idf,ids}.npy, bm25_vocab.json
+    gen-<stamp>/     meta.sqlite, vectors.faiss, bm25_{indptr,indices,data,tf,lengths,idf,ids}.npy,
+                     bm25_vocab.json
     .lock            held (flock) by the one writer
 
 A writer builds a complete new generation beside the live one and only then switches CURRENT,
