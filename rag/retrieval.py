@@ -111,6 +111,11 @@ class Retriever:
         hits = self.keyword(query, n, allowed)
         return hits, (time.perf_counter() - t) * 1000
 
+    def candidate_depth(self, k: int) -> int:
+        """How many hits each leg fetches for k results; fusion scores depend on it, so two
+        searches rank alike exactly when their depths are equal."""
+        return max(self.settings.candidates, k * 3)
+
     def warm_up(self) -> None:
         """Load the query embedder and the keyword tokenizer (both lazy) before the first question."""
         self.embedder.embed_query("warm up")
@@ -135,7 +140,7 @@ class Retriever:
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
         k = k or self.settings.top_k
-        n = max(self.settings.candidates, k * 3)
+        n = self.candidate_depth(k)
         timings: dict[str, float] = {}
         qv = None  # per call: a Retriever is shared by the web app's threads
         t = time.perf_counter()
