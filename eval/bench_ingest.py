@@ -21,9 +21,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rag.chunking import chunk_post  # noqa: E402
+from rag.api import open_document_embedder  # noqa: E402
 from rag.config import Settings  # noqa: E402
 from rag.corpus import iter_post_files, read_post  # noqa: E402
-from rag.embedding import embed_in_batches, load_embedder  # noqa: E402
+from rag.embedding import embed_in_batches  # noqa: E402
 from rag.ingest import ingest  # noqa: E402
 
 DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "bench" / "jaquad" / "posts"
@@ -45,7 +46,7 @@ def main() -> None:
             dest = root / p.relative_to(src)
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(p, dest)
-        emb = load_embedder(s.embedder, s.embed_threads, s.query_prompt, s.document_prompt, s.embed_batch_size)
+        emb = open_document_embedder(s)
         t = time.perf_counter()
         rep = ingest(root, Path(tmp) / "idx", s, emb)
         total = time.perf_counter() - t

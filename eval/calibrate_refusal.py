@@ -17,12 +17,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from rag.api import open_retriever  # noqa: E402
 from rag.config import load_settings  # noqa: E402
-from rag.embedding import load_embedder  # noqa: E402
 from rag.evaluation import load_questions  # noqa: E402
-from rag.generation import _CJK, evidence  # noqa: E402
-from rag.index import IndexReader  # noqa: E402
-from rag.retrieval import Retriever  # noqa: E402
+from rag.generation import evidence  # noqa: E402
+from rag.text import has_cjk  # noqa: E402
 
 
 def prf(feats, dmin, cmin):
@@ -49,12 +48,12 @@ def main() -> None:
     ap.add_argument("--max-false-refusal", type=float, default=0.05)
     ap.add_argument("--dump", help="write per-question evidence as JSONL here")
     args = ap.parse_args()
-    s = load_settings()
-    r = Retriever(IndexReader(Path(args.index)), load_embedder(s.embedder, s.embed_threads), s)
+    r = open_retriever(load_settings(index_dir=args.index), long_lived=True)
+    s = r.settings
     feats = []
     for q in load_questions(args.questions):
         hits = r.search(q["question"], s.top_k)
-        feats.append({"id": q["id"], "answerable": q["answerable"], "cjk": bool(_CJK.search(q["question"])),
+        feats.append({"id": q["id"], "answerable": q["answerable"], "cjk": has_cjk(q["question"]),
                       **evidence(r, q["question"], hits)})
     if args.dump:
         Path(args.dump).write_text("\n".join(json.dumps(f) for f in feats) + "\n")

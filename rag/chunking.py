@@ -11,7 +11,8 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-from .corpus import Post, split_blocks, split_sentences
+from .corpus import Post, split_blocks
+from .text import split_sentences
 
 TokenCounter = Callable[[str], int]
 _HEADING_RE = re.compile(r"^(#{1,6})\s+(.*\S)\s*$")
@@ -25,12 +26,6 @@ class Chunk:
     text: str        # what is shown and cited: section heading + passage
     embed_text: str  # what is embedded and keyword-indexed: title + text
     tokens: int
-
-
-def approx_tokens(text: str) -> int:
-    """Fallback counter (about one token per 1.5 CJK chars or per 4 Latin chars)."""
-    cjk = sum(1 for ch in text if ord(ch) > 0x2E80)
-    return cjk * 2 // 3 + (len(text) - cjk) // 4 + 1
 
 
 def _hard_split(sentence: str, budget: int, count: TokenCounter) -> list[str]:

@@ -10,22 +10,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from .corpus import split_sentences
-from .keyword import bigram_tokens
+from .text import CITATION_RE, citation_numbers, content_bigrams, split_sentences, strip_citations
 
-# [1], [1, 2], [1][2], 【1】, ［1］, [^1]
-_CITE_RE = re.compile(r"[\[【［]\^?\s*(\d{1,3}(?:\s*[,，、]\s*\^?\d{1,3})*)\s*[\]】］]")
-_CITE_RUN_RE = re.compile(r"(?:" + _CITE_RE.pattern + r")+")
+_CITE_RUN_RE = re.compile(r"(?:" + CITATION_RE.pattern + r")+")
 _PARTIAL_RE = re.compile(r"[\[【［]\^?[\d\s,，、^]*$")
 _NUM_RE = re.compile(r"\d+(?:[.,]\d+)*")
-_HIRAGANA_ONLY = re.compile(r"^[\u3040-\u309f]+$")
 
 
 def cited_numbers(text: str) -> list[int]:
     """All cited numbers in order of appearance (with repeats)."""
     out = []
-    for m in _CITE_RE.finditer(text):
-        out.extend(int(x) for x in re.findall(r"\d+", m.group(1)))
+    for m in CITATION_RE.finditer(text):
+        out.extend(citation_numbers(m.group(1)))
     return out
 
 
@@ -40,8 +36,7 @@ class Renumberer:
 
     def _sub(self, m: re.Match) -> str:
         out = []
-        for x in re.findall(r"\d+", m.group(1)):
-            n = int(x)
+        for n in citation_numbers(m.group(1)):
             if 1 <= n <= self.n_sources:
                 if n not in self.mapping:
                     self.mapping[n] = len(self.mapping) + 1
@@ -64,7 +59,7 @@ class Renumberer:
 
     def _sub_run(self, m: re.Match) -> str:
         """A run of adjacent markers ([2][2], [1][3]) becomes one run without repeats."""
-        tags = "".join(_CITE_RE.sub(self._sub, x.group(0)) for x in _CITE_RE.finditer(m.group(0)))
+        tags = "".join(CITATION_RE.sub(self._sub, x.group(0)) for x in CITATION_RE.finditer(m.group(0)))
         return "".join(dict.fromkeys(re.findall(r"\[\d+\]", tags)))
 
     def flush(self) -> str:
@@ -78,27 +73,12 @@ class Renumberer:
         return [n for n, _ in sorted(self.mapping.items(), key=lambda kv: kv[1])]
 
 
-def renumber(text: str, n_sources: int) -> tuple[str, list[int], list[int]]:
-    """Whole-text version: (rewritten text, original numbers in new order, invalid numbers)."""
-    r = Renumberer(n_sources)
-    out = r.feed(text) + r.flush()
-    return out, r.order(), r.invalid
-
-
-def strip_citations(text: str) -> str:
-    return _CITE_RE.sub("", text)
-
-
-def _content_bigrams(text: str) -> set[str]:
-    return {t for t in bigram_tokens(text) if not _HIRAGANA_ONLY.match(t)}
-
-
 def support_score(claim: str, source: str) -> float:
     """Share of the claim's content bigrams (and Latin words) found in the source; numbers must all appear."""
-    c = _content_bigrams(strip_citations(claim))
+    c = content_bigrams(claim)
     if not c:
         return 1.0
-    s = _content_bigrams(source)
+    s = content_bigrams(source)
     nums = set(_NUM_RE.findall(strip_citations(claim)))
     src_norm = "".join(source.split())
     if any(n not in src_norm for n in nums):
@@ -123,9 +103,9 @@ def check_claims(answer: str, sources: dict[int, str], threshold: float = 0.5) -
     for sent in split_sentences(answer):
         nums = [n for n in dict.fromkeys(cited_numbers(sent))]
         body = strip_citations(sent).strip()
-        if len(_content_bigrams(body)) < 3 and not nums and not _NUM_RE.search(body):
+        if len(content_bigrams(body)) < 3 and not nums and not _NUM_RE.search(body):
             continue  # short connective text, nothing claimed
-        if not _content_bigrams(body):
+        if not content_bigrams(body):
             continue
         if not nums:
             claims.append(Claim(body, [], False, 0.0))

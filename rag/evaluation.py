@@ -10,24 +10,19 @@ from __future__ import annotations
 
 import json
 import math
-import re
-import unicodedata
 from collections import Counter
 from pathlib import Path
 from typing import Iterable, Sequence
+
+from .text import normalize
 
 KS = (1, 3, 5, 10)
 QUESTION_KEYS = {"id", "question", "answers", "gold_posts", "answerable"}
 
 
-def normalize_answer(s: str) -> str:
-    """NFKC (folds full/half width), lower case, whitespace removed."""
-    return re.sub(r"\s+", "", unicodedata.normalize("NFKC", s)).lower()
-
-
 def contains_answer(text: str, answers: Sequence[str]) -> bool:
-    t = normalize_answer(text)
-    return any(normalize_answer(a) and normalize_answer(a) in t for a in answers)
+    t = normalize(text)
+    return any(normalize(a) and normalize(a) in t for a in answers)
 
 
 def relevance(post_ids: Sequence[str], texts: Sequence[str], gold_posts: Sequence[str], answers: Sequence[str],
@@ -68,7 +63,7 @@ def retrieval_metrics(all_rels: Sequence[Sequence[int]], ks: Iterable[int] = KS)
 
 def char_f1(prediction: str, gold: str) -> float:
     """Character-level F1 (bag of characters after normalization), the usual measure for Japanese QA."""
-    p, g = Counter(normalize_answer(prediction)), Counter(normalize_answer(gold))
+    p, g = Counter(normalize(prediction)), Counter(normalize(gold))
     common = sum((p & g).values())
     if common == 0:
         return 0.0
@@ -146,7 +141,7 @@ def evaluate_question(q: dict, retriever, assistant, k: int, mode: str, retrieva
         "citations": ans.citations, "claims": ans.claims, "latency_ms": {
             "retrieval": round(search_ms, 1), "generation": ans.latency_ms.get("generation", 0.0),
             "total": round(search_ms + ans.latency_ms.get("total", 0.0), 1)},
-        "evidence": ans.latency_ms.get("evidence"),
+        "evidence": ans.evidence,
         "refused": ans.mode == "refused",
         "contains_gold": contains_answer(body, q["answers"]) if q["answerable"] and ans.mode != "refused" else None,
         "char_f1": max((char_f1(body, a) for a in q["answers"]), default=0.0)

@@ -12,31 +12,32 @@ import math
 import re
 import time
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Iterator, Sequence
 
 from .citations import Renumberer, check_claims
 from .config import Settings
-from .corpus import split_sentences
-from .llm import ChatClient, LLMConfig, LLMError, safe_url
+from .llm import ChatClient, LLMConfig, LLMError, redact_url
 from .retrieval import Filters, Hit, Retriever
+from .text import defuse_markers, has_cjk, is_english, split_sentences
 
-PROMPTS_DIR = Path(__file__).resolve().parents[1] / "prompts"
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff]")
-_LATIN = re.compile(r"[A-Za-z]")
 _FOLLOWUP_HINT = re.compile(r"(それ|その|これ|この|あれ|あの|そこ|彼|彼女|同じ|前者|後者|さっき|\b(it|its|that|those|they|them|this|these)\b)",
                             re.I)
 
 
-def is_english(text: str) -> bool:
-    return not _CJK.search(text) and len(_LATIN.findall(text)) >= 2
+def default_prompts_dir() -> Path:
+    """The templates shipped with the package (`rag/prompts` in an installed wheel, mapped from the
+    repository's top-level `prompts/` by pyproject.toml), else the checkout's `prompts/`."""
+    packaged = Path(str(resources.files("rag"))) / "prompts"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[1] / "prompts"
 
 
 class Prompts:
     """Prompt templates read from `prompts/` (text files, not Python strings)."""
 
     def __init__(self, directory: str | Path | None = None):
-        self.dir = Path(directory) if directory else PROMPTS_DIR
+        self.dir = Path(directory) if directory else default_prompts_dir()
 
     def get(self, name: str) -> str:
         path = self.dir / f"{name}.txt"
@@ -66,12 +67,14 @@ class Answer:
     latency_ms: dict = field(default_factory=dict)
     error: str | None = None
     invalid_citations: list[int] = field(default_factory=list)
+    # the refusal signals ({"dense", "coverage"}); also under latency_ms["evidence"], its older place
+    evidence: dict = field(default_factory=dict)
 
     def as_json(self) -> dict:
         out = {"question": self.question, "answer": self.answer, "mode": self.mode, "citations": self.citations,
                "sources": self.sources, "latency_ms": self.latency_ms,
                "standalone_question": self.standalone_question, "claims": self.claims,
-               "invalid_citations": self.invalid_citations}
+               "invalid_citations": self.invalid_citations, "evidence": self.evidence}
         if self.error is not None:
             out["error"] = self.error
         return out
@@ -80,6 +83,16 @@ class Answer:
 def source_dict(n: int, h: Hit) -> dict:
     return {"n": n, "post_id": h.post_id, "title": h.title, "date": h.date, "url": h.url, "chunk_id": h.chunk_id,
             "text": h.text, "score": round(float(h.score), 6), "tags": h.tags}
+
+
+def day_label(date: str | None) -> str:
+    """A post's day for display: `YYYY-MM-DD`, or "no date"."""
+    return (date or "no date")[:10]
+
+
+def source_label(src: dict) -> str:
+    """`[n] title (YYYY-MM-DD)`: how a numbered source is named by the CLI, the `/ask` API and the UI."""
+    return f"[{src['n']}] {src.get('title') or src.get('post_id')} ({day_label(src.get('date'))})"
 
 
 def number_sources(hits: Sequence[Hit], cited_order: Sequence[int]) -> list[dict]:
@@ -99,31 +112,21 @@ def evidence(retriever: Retriever, question: str, hits: Sequence[Hit]) -> dict:
     scored = [h.dense_score for h in hits[:3] if h.dense_score is not None]
     dense = max(scored) if scored else None
     q_terms = set(retriever.tokenize(question))
-    bm = retriever.reader.bm25
-    weights = {t: float(bm.idf[bm.vocab[t]]) for t in q_terms if t in bm.vocab}
+    weights = retriever.term_idf(q_terms)
     unknown = len(q_terms) - len(weights)
     top_terms: set[str] = set()
     for h in hits[:3]:
         top_terms.update(retriever.tokenize(h.title + "\n" + h.text))
-    max_idf = float(bm.idf.max()) if bm.idf.size else 1.0
-    total = sum(weights.values()) + unknown * max_idf  # terms unknown to the archive weigh the most
+    total = sum(weights.values()) + unknown * retriever.max_idf  # terms unknown to the archive weigh the most
     covered = sum(w for t, w in weights.items() if t in top_terms)
     return {"dense": None if dense is None else round(float(dense), 4),
             "coverage": round(covered / total, 4) if total else 0.0}
 
 
 def should_refuse(ev: dict, settings: Settings, question: str) -> bool:
-    if not is_english(question) and _CJK.search(question) and ev["coverage"] < settings.refusal_min_coverage:
+    if has_cjk(question) and ev["coverage"] < settings.refusal_min_coverage:
         return True
     return ev["dense"] is not None and ev["dense"] < settings.refusal_min_dense
-
-
-_MARKER_LIKE = re.compile(r"[\[【［](\^?\s*\d{1,3}(?:\s*[,，、]\s*\^?\d{1,3})*\s*)[\]】］]")
-
-
-def defuse_markers(text: str) -> str:
-    """Quoted post text may contain `[3]`-like strings: they are not our citations, keep them inert."""
-    return _MARKER_LIKE.sub(lambda m: f"〔{m.group(1)}〕", text)
 
 
 def extractive_answer(retriever: Retriever, question: str, hits: Sequence[Hit], max_sentences: int = 2,
@@ -134,8 +137,8 @@ def extractive_answer(retriever: Retriever, question: str, hits: Sequence[Hit], 
     next sentence often enough that this raised answer-contains-gold (see README).
     """
     q_terms = set(retriever.tokenize(question))
-    bm = retriever.reader.bm25
-    idf = {t: float(bm.idf[bm.vocab[t]]) if t in bm.vocab else 0.0 for t in q_terms}
+    known = retriever.term_idf(q_terms)
+    idf = {t: known.get(t, 0.0) for t in q_terms}
     cands = []
     for rank, h in enumerate(hits[:3], start=1):
         pos = 0
@@ -178,11 +181,7 @@ class Assistant:
         self.retriever = retriever
         self.prompts = prompts or Prompts(settings.prompts_dir or None)
         if client is None and settings.llm_base_url:
-            client = ChatClient(LLMConfig(
-                base_url=settings.llm_base_url, model=settings.llm_model, api_key=settings.llm_api_key,
-                temperature=settings.llm_temperature, max_tokens=settings.llm_max_tokens,
-                connect_timeout=settings.llm_connect_timeout, read_timeout=settings.llm_read_timeout,
-                max_retries=settings.llm_max_retries))
+            client = ChatClient(LLMConfig.from_settings(settings))
         self.client = client
 
     @property
@@ -242,66 +241,84 @@ class Assistant:
             hits = self.retriever.search(standalone, k or self.settings.top_k, mode, filters)
         else:
             hits = list(hits)[:k or self.settings.top_k]
-        t_ret = time.perf_counter()
-        english = is_english(question)
+        t_retrieved = time.perf_counter()
         ev = evidence(self.retriever, standalone, hits)
-
-        def finish(text: str, mode_: str, order: Sequence[int], invalid: Sequence[int] = (),
-                   error: str | None = None, claim_text: str | None = None) -> Answer:
-            sources = number_sources(hits, order)
-            by_n = {s["n"]: s["text"] for s in sources}
-            checked = text if claim_text is None else claim_text
-            claims = check_claims(checked, by_n) if mode_ in ("llm", "extractive") else []
-            citations = []
-            for s in sources[:len(order)]:
-                mine = [c for c in claims if s["n"] in c.citations]
-                citations.append({"n": s["n"], "post_id": s["post_id"], "chunk_id": s["chunk_id"],
-                                  "supported": bool(mine) and all(c.supported for c in mine)})
-            t_end = time.perf_counter()
-            return Answer(question=question, standalone_question=standalone, answer=text, mode=mode_,
-                          sources=sources, citations=citations,
-                          claims=[c.__dict__ for c in claims],
-                          latency_ms={"retrieval": round((t_ret - t0) * 1000, 1),
-                                      "generation": round((t_end - t_ret) * 1000, 1),
-                                      "total": round((t_end - t0) * 1000, 1), "evidence": ev},
-                          error=error, invalid_citations=list(invalid))
-
+        draft = _Draft(question, standalone, hits, ev, t0, t_retrieved)
+        english = is_english(question)
         if not hits or should_refuse(ev, self.settings, standalone):
-            text = self.prompts.lang("refusal", english)
-            yield "delta", text
-            yield "answer", finish(text, "refused", [])
-            return
+            yield from self._refuse(draft, english)
+        elif self.client is None:
+            yield from self._extract(draft, english)
+        else:
+            yield from self._generate(draft, standalone if history else question)
 
-        if self.client is None:
-            body = extractive_answer(self.retriever, standalone, hits)
-            r = Renumberer(len(hits))
-            body = r.feed(body) + r.flush()
-            text = self.prompts.lang("extractive", english) + "\n\n" + body
-            yield "delta", text
-            yield "answer", finish(text, "extractive", r.order(), claim_text=body)
-            return
+    def _refuse(self, draft: "_Draft", english: bool) -> Iterator[tuple[str, object]]:
+        text = self.prompts.lang("refusal", english)
+        yield "delta", text
+        yield "answer", draft.finish(text, "refused", [])
 
-        r = Renumberer(len(hits))
+    def _extract(self, draft: "_Draft", english: bool) -> Iterator[tuple[str, object]]:
+        body = extractive_answer(self.retriever, draft.standalone, draft.hits)
+        r = Renumberer(len(draft.hits))
+        body = r.feed(body) + r.flush()
+        text = self.prompts.lang("extractive", english) + "\n\n" + body
+        yield "delta", text
+        yield "answer", draft.finish(text, "extractive", r.order(), claim_text=body)
+
+    def _generate(self, draft: "_Draft", asked: str) -> Iterator[tuple[str, object]]:
+        """Stream the endpoint's answer with its citations renumbered on the fly."""
+        r = Renumberer(len(draft.hits))
         parts: list[str] = []
+        error = None
         try:
-            for delta in self.client.stream(self.messages(standalone if history else question, hits)):
+            for delta in self.client.stream(self.messages(asked, draft.hits)):
                 out = r.feed(delta)
                 if out:
                     parts.append(out)
                     yield "delta", out
-            tail = r.flush()
-            if tail:
-                parts.append(tail)
-                yield "delta", tail
         except LLMError as exc:
-            tail = r.flush()
-            if tail:
-                parts.append(tail)
-                yield "delta", tail
-            yield "answer", finish("".join(parts), "error", r.order(), r.invalid, error=str(exc))
-            return
-        if not "".join(parts).strip():
-            yield "answer", finish("", "error", [], error=f"chat endpoint {safe_url(self.client.url)} "
-                                                           f"returned an empty answer")
-            return
-        yield "answer", finish("".join(parts), "llm", r.order(), r.invalid)
+            error = str(exc)
+        tail = r.flush()
+        if tail:
+            parts.append(tail)
+            yield "delta", tail
+        text = "".join(parts)
+        if error is not None:
+            yield "answer", draft.finish(text, "error", r.order(), r.invalid, error=error)
+        elif not text.strip():
+            yield "answer", draft.finish("", "error", [], error=f"chat endpoint {redact_url(self.client.url)} "
+                                                                f"returned an empty answer")
+        else:
+            yield "answer", draft.finish(text, "llm", r.order(), r.invalid)
+
+
+@dataclass
+class _Draft:
+    """What one answer is built from, before its text is known."""
+
+    question: str
+    standalone: str
+    hits: Sequence[Hit]
+    evidence: dict
+    t0: float
+    t_retrieved: float
+
+    def finish(self, text: str, mode: str, order: Sequence[int], invalid: Sequence[int] = (),
+               error: str | None = None, claim_text: str | None = None) -> Answer:
+        """The Answer: sources numbered by first citation, each cited sentence checked against them."""
+        sources = number_sources(self.hits, order)
+        by_n = {s["n"]: s["text"] for s in sources}
+        checked = text if claim_text is None else claim_text
+        claims = check_claims(checked, by_n) if mode in ("llm", "extractive") else []
+        citations = []
+        for s in sources[:len(order)]:
+            mine = [c for c in claims if s["n"] in c.citations]
+            citations.append({"n": s["n"], "post_id": s["post_id"], "chunk_id": s["chunk_id"],
+                              "supported": bool(mine) and all(c.supported for c in mine)})
+        t_end = time.perf_counter()
+        return Answer(question=self.question, standalone_question=self.standalone, answer=text, mode=mode,
+                      sources=sources, citations=citations, claims=[c.__dict__ for c in claims],
+                      latency_ms={"retrieval": round((self.t_retrieved - self.t0) * 1000, 1),
+                                  "generation": round((t_end - self.t_retrieved) * 1000, 1),
+                                  "total": round((t_end - self.t0) * 1000, 1), "evidence": self.evidence},
+                      error=error, invalid_citations=list(invalid), evidence=self.evidence)

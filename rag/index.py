@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import sqlite3
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ import numpy as np
 
 from .keyword import BM25Index
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: BM25 only as .npy postings (the bm25.npz layout of 1 is no longer read)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -154,11 +155,14 @@ def stored_vectors(conn: sqlite3.Connection, n: int, dim: int) -> tuple[np.ndarr
     return ids, vecs
 
 
-class IndexError_(Exception):
-    """An index that cannot be used as asked (missing, built with another embedder, busy)."""
+class UnusableIndex(Exception):
+    """An index that cannot be used as asked (missing, built with another embedder or layout, busy)."""
 
 
-class IndexBusy(IndexError_):
+IndexError_ = UnusableIndex  # old name, kept for importers
+
+
+class IndexBusy(UnusableIndex):
     pass
 
 
@@ -338,7 +342,7 @@ class GenerationWriter:
         t = time.perf_counter()
         n_vec = vindex.ntotal
         if n_vec != len(ids):
-            raise IndexError_(f"internal error: {n_vec} vectors but {len(ids)} chunks; nothing was published")
+            raise UnusableIndex(f"internal error: {n_vec} vectors but {len(ids)} chunks; nothing was published")
         self.conn.execute("VACUUM") if len(ids) < 200_000 else None
         self.conn.close()
         _fsync_tree(self.gen)
@@ -422,13 +426,29 @@ class IndexReader:
         self.index_dir = Path(index_dir)
         gen = current_generation(self.index_dir)
         if gen is None:
-            raise IndexError_(f"no index at {self.index_dir}: run `rag ingest PATH --index {self.index_dir}` first")
+            raise UnusableIndex(f"no index at {self.index_dir}: run `rag ingest PATH --index {self.index_dir}` first")
         self.gen = gen
-        self.conn = connect(gen / "meta.sqlite", readonly=True)
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
         self.info = {r["key"]: r["value"] for r in self.conn.execute("SELECT key, value FROM info")}
+        version = self.info.get("schema_version")
+        if version != str(SCHEMA_VERSION):
+            raise UnusableIndex(f"the index at {self.index_dir} has layout version {version}, this version reads "
+                                f"{SCHEMA_VERSION}: run `rag ingest PATH --index {self.index_dir} --rebuild`")
         self.vectors = faiss.read_index(str(gen / "vectors.faiss"))
         self.bm25 = BM25Index.load(gen)
         self.bm25_ids = np.load(gen / "bm25_ids.npy")
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """This thread's read-only connection: the web app's threads each get their own."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = connect(self.gen / "meta.sqlite", readonly=True)
+            with self._conns_lock:
+                self._conns.append(conn)
+        return conn
 
     @property
     def embedder_name(self) -> str:
@@ -478,5 +498,18 @@ class IndexReader:
                 "excerpt": r["excerpt"], "path": r["path"], "warnings": json.loads(r["warnings"]),
                 "chunks": chunks}
 
+    def facets(self) -> tuple[list[str], list[str]]:
+        """All tags and all categories of the indexed posts, each sorted case-insensitively."""
+        tags: set[str] = set()
+        cats: set[str] = set()
+        for r in self.conn.execute("SELECT tags, categories FROM posts"):
+            tags.update(json.loads(r[0] or "[]"))
+            cats.update(json.loads(r[1] or "[]"))
+        return sorted(tags, key=str.lower), sorted(cats, key=str.lower)
+
     def close(self) -> None:
-        self.conn.close()
+        with self._conns_lock:
+            for conn in self._conns:
+                conn.close()
+            self._conns.clear()
+        self._local = threading.local()

@@ -9,38 +9,18 @@ add noise to fusion.
 from __future__ import annotations
 
 import json
-import re
 import threading
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from .text import bigram_tokens, fold
+
 Tokenizer = Callable[[str], list[str]]
 
-_WORD_RE = re.compile(r"[0-9a-z][0-9a-z_.+#\-]*|[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff\u30fc々〆ヶ]+")
-_CJK_RE = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff\u30fc々〆ヶ]")
 _STOP_POS = {"助詞", "助動詞", "補助記号", "記号", "空白"}
-
-
-def _norm(text: str) -> str:
-    return unicodedata.normalize("NFKC", text).lower()
-
-
-def bigram_tokens(text: str) -> list[str]:
-    """Latin words whole, CJK runs as overlapping character bigrams (a lone char stays a unigram)."""
-    out = []
-    for run in _WORD_RE.findall(_norm(text)):
-        if _CJK_RE.match(run):
-            if len(run) == 1:
-                out.append(run)
-            else:
-                out.extend(run[i:i + 2] for i in range(len(run) - 1))
-        else:
-            out.append(run.strip(".-+_"))
-    return [t for t in out if t]
 
 
 _local = threading.local()
@@ -60,7 +40,7 @@ def fugashi_tokens(text: str) -> list[str]:
     """Morphemes (surface forms) from MeCab/unidic-lite, without particles, auxiliaries or symbols."""
     tagger = _fugashi_tagger()
     out = []
-    for w in tagger(_norm(text)):
+    for w in tagger(fold(text)):
         if w.feature.pos1 in _STOP_POS:
             continue
         s = w.surface.strip()
@@ -82,7 +62,7 @@ def sudachi_tokens(text: str) -> list[str]:
     """Sudachi mode-A morphemes, normalized forms, without particles, auxiliaries or symbols."""
     tok = _sudachi_tokenizer()
     out = []
-    t = _norm(text)
+    t = fold(text)
     # Sudachi refuses inputs over ~49k bytes; feed it line by line.
     for line in t.split("\n"):
         if not line.strip():
@@ -277,6 +257,15 @@ class BM25Index:
             vocab = {t: int(new_col[j]) for t, j in vocab.items() if live[j]}
         return self._weighted(dict(vocab), indptr, indices, tf, lengths, k1, b)
 
+    def term_idf(self, terms: Iterable[str]) -> dict[str, float]:
+        """idf of each term the index contains (unknown terms are left out)."""
+        return {t: float(self.idf[self.vocab[t]]) for t in terms if t in self.vocab}
+
+    @property
+    def max_idf(self) -> float:
+        """The largest idf (1.0 for an empty index): the weight of a term no document has."""
+        return float(self.idf.max()) if self.idf.size else 1.0
+
     @property
     def nnz(self) -> int:
         return int(self.indices.size)
@@ -338,12 +327,6 @@ class BM25Index:
     def load(cls, directory: Path, mmap: bool = True) -> "BM25Index":
         meta = json.loads((directory / "bm25_vocab.json").read_text(encoding="utf-8"))
         idf = np.load(directory / "bm25_idf.npy")
-        if not (directory / "bm25_indptr.npy").exists() and (directory / "bm25.npz").exists():
-            from scipy import sparse  # indexes written before the .npy layout
-
-            m = sparse.load_npz(directory / "bm25.npz").tocsc()
-            return cls(vocab=meta["vocab"], idf=idf, indptr=m.indptr.astype(np.int64), indices=m.indices,
-                       data=m.data, n_docs=m.shape[0], k1=meta["k1"], b=meta["b"])
         mode = "r" if mmap else None
         arrays = {name: np.load(directory / f"bm25_{name}.npy", mmap_mode=mode)
                   for name in ("indptr", "indices", "data", "tf", "lengths")

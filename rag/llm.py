@@ -13,7 +13,7 @@ import email.utils
 import json
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Callable, Iterator, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
@@ -37,7 +37,7 @@ def _host(parts) -> str:
     return f"{host}:{parts.port}" if parts.port else host
 
 
-def safe_url(url: str) -> str:
+def redact_url(url: str) -> str:
     """URL without credentials or query string (which may hold a key)."""
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, _host(parts), parts.path, "", ""))
@@ -88,6 +88,15 @@ class LLMConfig:
     backoff: float = 0.5
     max_retry_wait: float = 20.0
 
+    @classmethod
+    def from_settings(cls, settings) -> "LLMConfig":
+        """The endpoint part of `Settings`: each field `x` here is `settings.llm_x` there."""
+        names = [f.name for f in fields(cls) if hasattr(settings, "llm_" + f.name)]
+        return cls(**{n: getattr(settings, "llm_" + n) for n in names})
+
+
+safe_url = redact_url  # old name, kept for importers; `app.link_url` is the unrelated link check
+
 
 class ChatClient:
     def __init__(self, config: LLMConfig, sleep: Callable[[float], None] = time.sleep):
@@ -129,7 +138,7 @@ class ChatClient:
         return text
 
     def _fail(self, what: str, status: int | None = None, partial: str = "") -> LLMError:
-        return LLMError(self._redact(f"chat endpoint {safe_url(self.url)} failed: {what}"), status=status,
+        return LLMError(self._redact(f"chat endpoint {redact_url(self.url)} failed: {what}"), status=status,
                         partial=partial)
 
     def _send(self, payload: dict) -> httpx.Response:

@@ -1,4 +1,5 @@
-"""Retrieval: dense (FAISS), keyword (BM25) and their weighted reciprocal-rank fusion.
+"""Retrieval: dense (FAISS) and keyword (BM25) legs, fused by weighted normalized scores (default) or
+weighted reciprocal ranks, then rows, then near-duplicate removal: small functions, no shared state.
 
 Filters are applied before ranking (FAISS ID selector, BM25 row mask), so k results come back
 even when the filter is narrow. Keyword hits with score 0 are dropped before fusion, and the
@@ -7,19 +8,32 @@ fused list never holds two near-identical passages.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
 from .config import Settings
 from .embedding import Embedder
-from .index import IndexError_, IndexReader, search_vectors
+from .index import UnusableIndex, IndexReader, search_vectors
 from .keyword import get_tokenizer
+from .text import char_ngrams
 
 MODES = ("hybrid", "dense", "keyword")
+
+
+def parse_day(value: str | None, label: str) -> str | None:
+    """A filter date as `YYYY-MM-DD` (None when blank); `label` names the field in the error."""
+    value = (value or "").strip()
+    if not value:
+        return None
+    try:
+        return dt.date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise ValueError(f"{label} must be a date like 2021-06-30, got {value!r}") from None
 
 
 @dataclass(frozen=True)
@@ -78,8 +92,7 @@ def score_fusion(legs: Sequence[Sequence[tuple[int, float]]], weights: Sequence[
 
 
 def trigram_set(text: str) -> set[str]:
-    t = "".join(text.split())
-    return {t[i:i + 3] for i in range(max(1, len(t) - 2))}
+    return char_ngrams(text, 3)
 
 
 def near_duplicate(a: set[str], b: set[str], threshold: float) -> bool:
@@ -88,10 +101,62 @@ def near_duplicate(a: set[str], b: set[str], threshold: float) -> bool:
     return len(a & b) / len(a | b) >= threshold
 
 
+Leg = list[tuple[int, float]]  # (chunk id, score), best first
+
+
+def fuse(mode: str, dense_hits: Leg, kw_hits: Leg, settings: Settings) -> Leg:
+    """One ranking from the legs the mode ran."""
+    if mode == "dense":
+        return dense_hits
+    if mode == "keyword":
+        return kw_hits
+    weights = [settings.dense_weight, settings.keyword_weight]
+    if settings.fusion == "rrf":
+        return weighted_rrf([[i for i, _ in dense_hits], [i for i, _ in kw_hits]], weights, settings.fusion_k)
+    return score_fusion([dense_hits, kw_hits], weights)
+
+
+def hits_from_rows(ranked: Leg, rows: dict, dense_hits: Leg, kw_hits: Leg) -> list[Hit]:
+    """Hits for the ranked ids that have a row, in rank order, with each leg's score beside the fused one."""
+    dense_of, kw_of = dict(dense_hits), dict(kw_hits)
+    out = []
+    for cid, score in ranked:
+        r = rows.get(cid)
+        if r is None:
+            continue
+        out.append(Hit(id=cid, chunk_id=r["chunk_id"], post_id=r["post_id"], title=r["title"], date=r["date"],
+                       url=r["url"], text=r["text"], score=score, dense_score=dense_of.get(cid),
+                       keyword_score=kw_of.get(cid), tags=json.loads(r["tags"]),
+                       categories=json.loads(r["categories"])))
+    return out
+
+
+def drop_near_duplicates(hits: Sequence[Hit], k: int, threshold: float) -> list[Hit]:
+    """The first k hits of which none is a near-duplicate (trigram Jaccard >= threshold) of a better one."""
+    kept: list[Hit] = []
+    grams: list[set[str]] = []
+    for h in hits:
+        g = trigram_set(h.text)
+        if any(near_duplicate(g, o, threshold) for o in grams):
+            continue
+        grams.append(g)
+        kept.append(h)
+        if len(kept) >= k:
+            break
+    return kept
+
+
+def _ms(t: float) -> float:
+    return (time.perf_counter() - t) * 1000
+
+
 class Retriever:
+    """Searches one loaded index. Holds no per-search state, so one instance serves many threads:
+    each search's timings come back with its hits (`search_timed`)."""
+
     def __init__(self, reader: IndexReader, embedder: Embedder, settings: Settings):
         if reader.embedder_name != embedder.name:
-            raise IndexError_(
+            raise UnusableIndex(
                 f"the index at {reader.index_dir} was built with embedder {reader.embedder_name!r}, but the "
                 f"configured embedder is {embedder.name!r}; set RAG_EMBEDDER to match or re-ingest with --rebuild")
         self.reader = reader
@@ -101,15 +166,9 @@ class Retriever:
 
         faiss.omp_set_num_threads(max(1, settings.query_threads))  # one query: threads only add contention
         self.tokenize = get_tokenizer(reader.info.get("keyword_tokenizer", settings.keyword_tokenizer))
-        self.last_timings: dict[str, float] = {}
         from concurrent.futures import ThreadPoolExecutor
 
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="rag-keyword")  # threads start lazily
-
-    def _timed_keyword(self, query: str, n: int, allowed: np.ndarray | None) -> tuple[list, float]:
-        t = time.perf_counter()
-        hits = self.keyword(query, n, allowed)
-        return hits, (time.perf_counter() - t) * 1000
 
     def candidate_depth(self, k: int) -> int:
         """How many hits each leg fetches for k results; fusion scores depend on it, so two
@@ -121,33 +180,43 @@ class Retriever:
         self.embedder.embed_query("warm up")
         self.tokenize("ウォームアップ")
 
+    def term_idf(self, terms: Iterable[str]) -> dict[str, float]:
+        """BM25 idf of those terms the archive contains (unknown terms are left out)."""
+        return self.reader.bm25.term_idf(terms)
+
+    @property
+    def max_idf(self) -> float:
+        """The largest idf in the archive (the weight of a term it has never seen)."""
+        return self.reader.bm25.max_idf
+
+    def embed_query(self, query: str) -> np.ndarray:
+        return self.embedder.embed_query(query).reshape(1, -1).astype(np.float32)
+
     def dense(self, query: str, n: int, allowed: np.ndarray | None,
-              qv: np.ndarray | None = None) -> list[tuple[int, float]]:
+              qv: np.ndarray | None = None) -> Leg:
         if qv is None:
-            qv = self.embedder.embed_query(query).reshape(1, -1).astype(np.float32)
+            qv = self.embed_query(query)
         d, i = search_vectors(self.reader.vectors, qv, n, allowed)
         return [(int(x), float(s)) for x, s in zip(i, d) if x >= 0]
 
-    def keyword(self, query: str, n: int, allowed: np.ndarray | None) -> list[tuple[int, float]]:
+    def keyword(self, query: str, n: int, allowed: np.ndarray | None) -> Leg:
         mask = None
         if allowed is not None:
             mask = np.isin(self.reader.bm25_ids, allowed)
         rows = self.reader.bm25.search(self.tokenize(query), n, mask)
         return [(int(self.reader.bm25_ids[r]), s) for r, s in rows]
 
-    def search(self, query: str, k: int | None = None, mode: str = "hybrid",
-               filters: Filters = Filters()) -> list[Hit]:
-        if mode not in MODES:
-            raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
-        k = k or self.settings.top_k
-        n = self.candidate_depth(k)
-        timings: dict[str, float] = {}
-        qv = None  # per call: a Retriever is shared by the web app's threads
+    def _timed_keyword(self, query: str, n: int, allowed: np.ndarray | None) -> tuple[Leg, float]:
         t = time.perf_counter()
-        allowed = self.reader.filtered_ids(filters.tags, filters.categories, filters.since, filters.until)
-        timings["filter_ms"] = (time.perf_counter() - t) * 1000
-        dense_hits: list[tuple[int, float]] = []
-        kw_hits: list[tuple[int, float]] = []
+        hits = self.keyword(query, n, allowed)
+        return hits, _ms(t)
+
+    def _legs(self, query: str, n: int, mode: str, allowed: np.ndarray | None,
+              timings: dict[str, float]) -> tuple[Leg, Leg, np.ndarray | None]:
+        """Run the legs the mode needs: (dense hits, keyword hits, query vector or None)."""
+        dense_hits: Leg = []
+        kw_hits: Leg = []
+        qv = None
         kw_job = None
         if mode in ("hybrid", "keyword"):
             if mode == "hybrid" and self.settings.parallel_legs:
@@ -158,48 +227,39 @@ class Retriever:
                 kw_hits, timings["keyword_ms"] = self._timed_keyword(query, n, allowed)
         if mode in ("hybrid", "dense"):
             t = time.perf_counter()
-            qv = self.embedder.embed_query(query).reshape(1, -1).astype(np.float32)
-            timings["embed_ms"] = (time.perf_counter() - t) * 1000
+            qv = self.embed_query(query)
+            timings["embed_ms"] = _ms(t)
             t = time.perf_counter()
             dense_hits = self.dense(query, n, allowed, qv)
-            timings["dense_ms"] = (time.perf_counter() - t) * 1000
+            timings["dense_ms"] = _ms(t)
         if kw_job is not None:
             kw_hits, timings["keyword_ms"] = kw_job.result()
+        return dense_hits, kw_hits, qv
+
+    def search_timed(self, query: str, k: int | None = None, mode: str = "hybrid",
+                     filters: Filters = Filters()) -> tuple[list[Hit], dict[str, float]]:
+        """The hits and this search's timings in ms (filter, embed, dense, keyword, fusion)."""
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+        k = k or self.settings.top_k
+        n = self.candidate_depth(k)
+        timings: dict[str, float] = {}
         t = time.perf_counter()
-        dense_of = dict(dense_hits)
-        kw_of = dict(kw_hits)
-        if mode == "dense":
-            ranked = dense_hits
-        elif mode == "keyword":
-            ranked = kw_hits
-        else:
-            weights = [self.settings.dense_weight, self.settings.keyword_weight]
-            if self.settings.fusion == "rrf":
-                ranked = weighted_rrf([[i for i, _ in dense_hits], [i for i, _ in kw_hits]], weights,
-                                      self.settings.fusion_k)
-            else:
-                ranked = score_fusion([dense_hits, kw_hits], weights)
-        rows = self.reader.chunk_rows([i for i, _ in ranked[: n]])
-        hits: list[Hit] = []
-        grams: list[set[str]] = []
-        for cid, score in ranked:
-            r = rows.get(cid)
-            if r is None:
-                continue
-            g = trigram_set(r["text"])
-            if any(near_duplicate(g, o, self.settings.dedup_threshold) for o in grams):
-                continue
-            grams.append(g)
-            hits.append(Hit(id=cid, chunk_id=r["chunk_id"], post_id=r["post_id"], title=r["title"], date=r["date"],
-                            url=r["url"], text=r["text"], score=score, dense_score=dense_of.get(cid),
-                            keyword_score=kw_of.get(cid), tags=json.loads(r["tags"]),
-                            categories=json.loads(r["categories"])))
-            if len(hits) >= k:
-                break
-        if qv is not None:
+        allowed = self.reader.filtered_ids(filters.tags, filters.categories, filters.since, filters.until)
+        timings["filter_ms"] = _ms(t)
+        dense_hits, kw_hits, qv = self._legs(query, n, mode, allowed, timings)
+        t = time.perf_counter()
+        ranked = fuse(mode, dense_hits, kw_hits, self.settings)[:n]
+        rows = self.reader.chunk_rows([i for i, _ in ranked])
+        hits = drop_near_duplicates(hits_from_rows(ranked, rows, dense_hits, kw_hits), k,
+                                    self.settings.dedup_threshold)
+        if qv is not None:  # the evidence check wants a cosine for every hit, also keyword-only ones
             for h in hits:
                 if h.dense_score is None:
                     h.dense_score = float(self.reader.vectors.reconstruct(h.id) @ qv[0])
-        timings["fusion_ms"] = (time.perf_counter() - t) * 1000
-        self.last_timings = timings
-        return hits
+        timings["fusion_ms"] = _ms(t)
+        return hits, timings
+
+    def search(self, query: str, k: int | None = None, mode: str = "hybrid",
+               filters: Filters = Filters()) -> list[Hit]:
+        return self.search_timed(query, k, mode, filters)[0]

@@ -1,4 +1,3 @@
-import json
 import math
 
 import numpy as np
@@ -76,18 +75,6 @@ def test_bm25_load_is_memory_mapped(tmp_path):
     assert isinstance(mapped.indices, np.memmap) and isinstance(mapped.data, np.memmap)
     assert mapped.search(["z", "y"], 3) == bm.search(["z", "y"], 3)
     assert not isinstance(BM25Index.load(tmp_path, mmap=False).data, np.memmap)
-
-
-def test_bm25_reads_the_older_npz_layout(tmp_path):
-    from scipy import sparse
-
-    bm = BM25Index.build([["x", "y"], ["y"]])
-    m = sparse.csc_matrix((bm.data, bm.indices, bm.indptr), shape=(bm.n_docs, len(bm.vocab)))
-    sparse.save_npz(tmp_path / "bm25.npz", m, compressed=False)
-    np.save(tmp_path / "bm25_idf.npy", bm.idf)
-    (tmp_path / "bm25_vocab.json").write_text(json.dumps({"k1": 1.2, "b": 0.75, "vocab": bm.vocab}))
-    old = BM25Index.load(tmp_path)
-    assert np.allclose(old.scores(["y", "x"]), bm.scores(["y", "x"]))
 
 
 @pytest.mark.parametrize("keep", [[True, True, True, True, True], [True, False, True, False, True],

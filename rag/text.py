@@ -1,0 +1,117 @@
+"""Text helpers shared by chunking, keyword search, citations, generation, the UI and evaluation.
+
+One home per idea, so that, for example, the claim check and the passage highlighting compare the
+same bigrams, and a `[n]` marker means the same thing to the renumberer, the extractive answerer
+and the UI. Pure functions on strings; imports nothing from the package.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+# ------------------------------------------------------------------ normalisation
+
+_WS_RE = re.compile(r"\s+")
+_PUNCT_RE = re.compile(r"[\s、，,。．.！!？?「」『』（）()・:：;；\-—–…\"'“”‘’]+")
+
+
+def fold(text: str) -> str:
+    """NFKC (full/half width folded) and lower case: the form every tokenizer starts from."""
+    return unicodedata.normalize("NFKC", text).lower()
+
+
+def normalize(text: str) -> str:
+    """`fold` without whitespace: the form in which an answer is looked for in a passage."""
+    return _WS_RE.sub("", fold(text))
+
+
+def dedup_key(text: str) -> str:
+    """`fold` without whitespace or punctuation: the form in which repeated sentences are compared."""
+    return _PUNCT_RE.sub("", fold(text))
+
+
+# ------------------------------------------------------------------ script detection
+
+CJK_CLASS = r"\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff\u30fc々〆ヶ"
+CJK_RE = re.compile(f"[{CJK_CLASS}]")
+_LATIN_RE = re.compile(r"[A-Za-z]")
+_HIRAGANA_ONLY = re.compile(r"^[\u3040-\u309f]+$")
+
+
+def has_cjk(text: str) -> bool:
+    return CJK_RE.search(text) is not None
+
+
+def is_english(text: str) -> bool:
+    """No kana or kanji and at least two Latin letters (decides the prompt and refusal language)."""
+    return not has_cjk(text) and len(_LATIN_RE.findall(text)) >= 2
+
+
+# ------------------------------------------------------------------ sentences
+
+_SENT_RE = re.compile(r"[^。！？!?\n]*(?:[。！？!?]+[」』）)]*|\n|$)")
+_SEGMENT_RE = re.compile(r"(?<=[。！？!?\n])|(?<=[.;])(?=\s)")
+
+
+def split_sentences(text: str) -> list[str]:
+    """Japanese-aware sentence split on 。！？!? and newlines; the delimiters stay with the sentence,
+    blank pieces are dropped (chunking, cleaning, claims, extractive answers)."""
+    return [m.group(0) for m in _SENT_RE.finditer(text) if m.group(0).strip()]
+
+
+def split_segments(text: str) -> list[str]:
+    """Sentences and lines, also English ones ending in `. `; joined back they give the text exactly
+    (the UI marks some of them inside the passage)."""
+    return [s for s in _SEGMENT_RE.split(text) if s]
+
+
+# ------------------------------------------------------------------ bigrams
+
+_WORD_RE = re.compile(f"[0-9a-z][0-9a-z_.+#\\-]*|[{CJK_CLASS}]+")
+
+
+def bigram_tokens(text: str) -> list[str]:
+    """Latin words whole, CJK runs as overlapping character bigrams (a lone char stays a unigram)."""
+    out = []
+    for run in _WORD_RE.findall(fold(text)):
+        if CJK_RE.match(run):
+            if len(run) == 1:
+                out.append(run)
+            else:
+                out.extend(run[i:i + 2] for i in range(len(run) - 1))
+        else:
+            out.append(run.strip(".-+_"))
+    return [t for t in out if t]
+
+
+def content_bigrams(text: str) -> set[str]:
+    """Bigram tokens of the text without citation markers and without all-hiragana bigrams (particles
+    and endings): what a claim and a passage are compared on."""
+    return {t for t in bigram_tokens(strip_citations(text)) if not _HIRAGANA_ONLY.match(t)}
+
+
+def char_ngrams(text: str, n: int = 3) -> set[str]:
+    """Character n-grams of the text without whitespace (near-duplicate passages)."""
+    t = "".join(text.split())
+    return {t[i:i + n] for i in range(max(1, len(t) - n + 1))}
+
+
+# ------------------------------------------------------------------ citation markers
+
+# [1], [1, 2], [1][2], 【1】, ［1］, [^1]; group 1 holds the numbers
+CITATION_RE = re.compile(r"[\[【［]\^?\s*(\d{1,3}(?:\s*[,，、]\s*\^?\d{1,3})*)\s*[\]】］]")
+
+
+def citation_numbers(marker_body: str) -> list[int]:
+    """The numbers inside one marker's group 1 (`"1, ^2"` -> [1, 2])."""
+    return [int(x) for x in re.findall(r"\d+", marker_body)]
+
+
+def strip_citations(text: str) -> str:
+    return CITATION_RE.sub("", text)
+
+
+def defuse_markers(text: str) -> str:
+    """Quoted post text may contain `[3]`-like strings: they are not our citations, keep them inert."""
+    return CITATION_RE.sub(lambda m: f"〔{m.group(0)[1:-1]}〕", text)

@@ -1,0 +1,52 @@
+"""rag.text: the one home of normalisation, sentences, bigrams, citation markers and script detection."""
+
+from __future__ import annotations
+
+from rag.text import (CITATION_RE, bigram_tokens, char_ngrams, content_bigrams, dedup_key, defuse_markers,
+                      has_cjk, is_english, normalize, split_segments, split_sentences, strip_citations)
+
+
+def test_normalize_folds_width_case_and_space():
+    assert normalize("ＡＰＩ の　p95 は 85 ms") == "apiのp95は85ms"
+    assert dedup_key("「同じ文」です。") == dedup_key("同じ文です") == "同じ文です"
+
+
+def test_sentences_keep_their_delimiters_and_drop_blanks():
+    assert split_sentences("一文目。二文目！\n三行目") == ["一文目。", "二文目！", "三行目"]
+    assert split_sentences("「引用です。」と書いた。") == ["「引用です。」", "と書いた。"]
+
+
+def test_segments_rebuild_the_text_exactly():
+    text = "First one. Second one.\n日本語の文。次の文！"
+    assert "".join(split_segments(text)) == text
+    assert split_segments(text) == ["First one.", " Second one.", "\n", "日本語の文。", "次の文！"]
+
+
+def test_bigrams_latin_words_whole_cjk_pairs():
+    assert bigram_tokens("PostgreSQLの索引") == ["postgresql", "の索", "索引"]
+    assert bigram_tokens("犬") == ["犬"]
+    # citation markers and particle-only bigrams do not count as content
+    assert content_bigrams("p95 は[1]、85ms。") == content_bigrams("p95は85ms") == {"p95", "85ms"}
+    assert "した" not in content_bigrams("有効にした") and "有効" in content_bigrams("有効にした")
+    assert char_ngrams("ab c", 3) == {"abc"}
+
+
+def test_citation_markers():
+    text = "答え[1]。続き【2】と［3］、[1, 2][^4]。"
+    assert [m.group(1) for m in CITATION_RE.finditer(text)] == ["1", "2", "3", "1, 2", "4"]
+    assert strip_citations(text) == "答え。続きと、。"
+    assert defuse_markers("本文の[3]と[1, 2]") == "本文の〔3〕と〔1, 2〕"
+    assert not CITATION_RE.search(defuse_markers("本文の[3]"))
+
+
+def test_script_detection():
+    assert is_english("What runtime does hibiki use?") and not has_cjk("What runtime?")
+    assert not is_english("hibikiはどのランタイム？") and has_cjk("hibikiはどのランタイム？")
+    assert not is_english("42") and has_cjk("々") and has_cjk("ー")
+
+
+def test_claim_check_and_highlighting_compare_the_same_bigrams():
+    from rag.app import bigrams
+
+    for s in ("注文履歴 API の p95 レイテンシは 320ms[1]。", "CSPを有効にした", "A first. [2]"):
+        assert bigrams(s) == content_bigrams(s)
