@@ -30,8 +30,9 @@ from typing import Any, Iterable, Sequence
 import gradio as gr
 
 from .config import Settings
+from .corpus import clip
 from .feedback import FeedbackStore
-from .generation import day_label, source_label
+from .generation import check_question, day_label, source_label
 from .retrieval import Filters, Hit, parse_day
 from .text import content_bigrams, split_segments
 
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CONCURRENCY = 20
 EDITOR_K = 20
+RENDER_INTERVAL_S = 0.1  # a streaming answer is re-rendered at most this often (not once per delta)
 
 # ------------------------------------------------------------------ escaping
 
@@ -123,19 +125,13 @@ def _n_cited(answer: Any) -> int:
     return len(_get(answer, "citations") or [])
 
 
-def _short_error(error: str | None, limit: int = 200) -> str:
-    msg = " ".join((error or "unknown error").split())
-    return msg if len(msg) <= limit else msg[:limit] + "…"
-
-
 def format_answer_markdown(answer: Any) -> str:
     """The chat message for a final answer: escaped text, then warnings (unsupported claims, errors)."""
     mode = _get(answer, "mode")
     text = _get(answer, "answer") or ""
     parts: list[str] = []
-    if mode == "error":
-        parts.append("⚠ **The answer could not be completed**: the chat model failed "
-                     f"({md_escape(_short_error(_get(answer, 'error')))}). "
+    if mode == "error":  # the detail (endpoint host, upstream text) goes to the server log, not to readers
+        parts.append("⚠ **The answer could not be completed**: the chat model failed. "
                      "The passages found for your question are listed under Sources.")
         if text.strip():
             parts.append("**Partial answer:**\n\n" + md_escape(text.strip()))
@@ -211,7 +207,7 @@ def api_answer_text(answer: Any) -> str:
     text = (_get(answer, "answer") or "").strip()
     parts = []
     if mode == "error":
-        parts.append(f"Error: the chat model failed ({_short_error(_get(answer, 'error'))}).")
+        parts.append("Error: the chat model failed; the answer could not be completed.")
     if text:
         parts.append(text)
     unsupported = [c for c in _get(answer, "claims") or [] if not c.get("supported")]
@@ -299,15 +295,21 @@ def timeline_csv(hits: Sequence[Hit]) -> str:
     return buf.getvalue()
 
 
-def prune_exports(root: Path, max_age_s: float = 3600.0) -> None:
-    """Remove export folders older than max_age_s under root (Gradio has copied them to its cache by then)."""
+def prune_exports(root: Path, max_age_s: float = 3600.0, max_count: int = 200) -> None:
+    """Remove export folders older than max_age_s under root (Gradio has copied them to its cache by then),
+    and all but the newest max_count (automated calls must not fill the disk)."""
     cutoff = time.time() - max_age_s
+    dirs = []
     for d in root.iterdir() if root.is_dir() else ():
         try:
-            if d.is_dir() and d.stat().st_mtime < cutoff:
-                shutil.rmtree(d, ignore_errors=True)
+            if d.is_dir():
+                dirs.append((d.stat().st_mtime, d))
         except OSError:
             pass
+    dirs.sort(reverse=True)
+    for i, (mtime, d) in enumerate(dirs):
+        if mtime < cutoff or i >= max_count:
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def write_exports(topic: str, hits: Sequence[Hit], directory: str | Path | None = None) -> tuple[str, str]:
@@ -403,27 +405,42 @@ def _filter_controls(tag_choices: list[str], cat_choices: list[str]) -> list:
     return [tags, cats, since, until]
 
 
-def chat_handlers(assistant: Any, store: FeedbackStore):
+def chat_handlers(assistant: Any, store: FeedbackStore, settings: Settings = Settings()):
     """The chat tab's handlers: `respond` (streams an answer) and `on_like` (stores a rating)."""
+    keep = max(1, settings.max_history_turns)
+
+    def turn(question: str, answer: str = "", mode: str | None = None, result: dict | None = None) -> dict:
+        # the id keys the feedback, so it survives older turns being dropped
+        return {"id": uuid.uuid4().hex, "question": question, "answer": answer, "mode": mode, "result": result}
 
     def respond(message: str, messages: list, turns: list, tags, cats, since, until):
-        messages = list(messages or [])
-        turns = list(turns or [])
+        # a session keeps its last `keep` turns (two chat messages each): bounded state and history
+        messages = list(messages or [])[-2 * (keep - 1):] if keep > 1 else []
+        turns = list(turns or [])[-(keep - 1):] if keep > 1 else []
         question = (message or "").strip()
         if not question:
             yield messages, gr.skip(), turns, gr.skip()
+            return
+        try:
+            check_question(question, settings.max_question_chars)
+        except ValueError as exc:  # too long: not searched, not echoed whole
+            messages += [{"role": "user", "content": md_escape(clip(question, 300))},
+                         {"role": "assistant", "content": "⚠ " + md_escape(str(exc))}]
+            yield messages, _PLACEHOLDER_SOURCES, turns + [turn(clip(question, 300))], gr.skip()
             return
         messages += [{"role": "user", "content": md_escape(question)}, {"role": "assistant", "content": "…"}]
         yield messages, _SEARCHING, turns, ""
         try:
             filters = make_filters(tags, cats, since, until)
             history = [(t["question"], t["answer"]) for t in turns if t.get("mode") not in (None, "error")]
-            text, final = "", None
+            text, final, shown = "", None, time.monotonic()
             for kind, payload in assistant.stream(question, history, filters=filters):
                 if kind == "delta":
                     text += payload
-                    messages = messages[:-1] + [{"role": "assistant", "content": md_escape(text) + " ▌"}]
-                    yield messages, gr.skip(), turns, gr.skip()
+                    if time.monotonic() - shown >= RENDER_INTERVAL_S:  # re-rendering per delta is quadratic
+                        messages = messages[:-1] + [{"role": "assistant", "content": md_escape(text) + " ▌"}]
+                        shown = time.monotonic()
+                        yield messages, gr.skip(), turns, gr.skip()
                 else:
                     final = payload
             if final is None:
@@ -431,34 +448,33 @@ def chat_handlers(assistant: Any, store: FeedbackStore):
             if final.mode == "error":
                 log.warning("chat endpoint error: %s", final.error)
             messages = messages[:-1] + [{"role": "assistant", "content": format_answer_markdown(final)}]
-            turns = turns + [{"question": question, "answer": final.answer, "mode": final.mode,
-                               "result": final.as_json()}]
+            turns = turns + [turn(question, final.answer, final.mode, final.as_json())]
             yield messages, format_sources_html(final), turns, gr.skip()
         except ValueError as exc:  # a filter the reader typed
             messages = messages[:-1] + [{"role": "assistant", "content": "⚠ " + md_escape(str(exc))}]
-            turns = turns + [{"question": question, "answer": "", "mode": None, "result": None}]
+            turns = turns + [turn(question)]
             yield messages, _PLACEHOLDER_SOURCES, turns, gr.skip()
         except Exception as exc:  # never a stack trace in the page; the server keeps serving
-            log.exception("answering %r failed", question)
+            log.exception("answering %r failed", clip(question))
             sorry = (f"⚠ Sorry, something went wrong while answering ({esc(type(exc).__name__)}). "
                      "Please try again.")
             messages = messages[:-1] + [{"role": "assistant", "content": sorry}]
-            turns = turns + [{"question": question, "answer": "", "mode": None, "result": None}]
+            turns = turns + [turn(question)]
             yield messages, _PLACEHOLDER_SOURCES, turns, gr.skip()
 
     def on_like(turns: list, feedback_ids: dict, data: gr.LikeData):
         feedback_ids = dict(feedback_ids or {})
         index = data.index[0] if isinstance(data.index, (list, tuple)) else data.index
-        turn = int(index) // 2
-        if not turns or turn >= len(turns) or not turns[turn].get("result"):
+        i = int(index) // 2
+        if not turns or i >= len(turns) or not turns[i].get("result"):
             return feedback_ids, "Nothing to rate for this message."
-        key = str(turn)
+        key = str(turns[i].get("id", i))
         try:
             if data.liked in (True, False):
                 if key in feedback_ids:
                     store.set_rating(feedback_ids[key], data.liked)
                 else:
-                    feedback_ids[key] = store.add_answer(data.liked, turns[turn]["result"])
+                    feedback_ids[key] = store.add_answer(data.liked, turns[i]["result"])
                 return feedback_ids, "Thanks, your feedback was recorded."
             if key in feedback_ids:  # the reader took the rating back
                 store.delete(feedback_ids.pop(key))
@@ -470,7 +486,7 @@ def chat_handlers(assistant: Any, store: FeedbackStore):
     return respond, on_like
 
 
-def timeline_handler(retriever: Any, export_root: Path):
+def timeline_handler(retriever: Any, export_root: Path, settings: Settings = Settings()):
     """The editors' tab: passages on a topic grouped by post, with Markdown and CSV exports."""
 
     def timeline(topic: str, k: float, mode: str, tags, cats, since, until):
@@ -478,12 +494,13 @@ def timeline_handler(retriever: Any, export_root: Path):
         if not topic:
             return "Enter a topic or question.", None, None
         try:
+            check_question(topic, settings.max_question_chars)
             hits = retriever.search(topic, int(k or EDITOR_K), mode or "hybrid",
                                     make_filters(tags, cats, since, until))
         except ValueError as exc:
             return "⚠ " + md_escape(str(exc)), None, None
         except Exception as exc:
-            log.exception("timeline search %r failed", topic)
+            log.exception("timeline search %r failed", clip(topic))
             return f"⚠ Sorry, the search failed ({esc(type(exc).__name__)}).", None, None
         prune_exports(export_root)
         md_path, csv_path = write_exports(topic, hits, export_root / uuid.uuid4().hex)
@@ -492,25 +509,29 @@ def timeline_handler(retriever: Any, export_root: Path):
     return timeline
 
 
-def api_handler(assistant: Any):
+def api_handler(assistant: Any, settings: Settings = Settings()):
     """The `/ask` endpoint: plain text for scripts and the load test."""
 
     def ask(question: str) -> str:
         """Answer a question from the archive: the answer with [n] citations, then the numbered sources."""
-        question = (question or "").strip()
-        if not question:
-            return "Error: the question is empty."
         try:
-            return api_answer_text(assistant.ask(question))
+            question = check_question(question, settings.max_question_chars)
+        except ValueError as exc:
+            return f"Error: {exc}."
+        try:
+            answer = assistant.ask(question)
+            if answer.mode == "error":  # readers get a generic message; the detail is logged here
+                log.warning("chat endpoint error: %s", answer.error)
+            return api_answer_text(answer)
         except Exception as exc:
-            log.exception("api ask %r failed", question)
+            log.exception("api ask %r failed", clip(question))
             return f"Error: something went wrong while answering ({type(exc).__name__})."
 
     return ask
 
 
-def _chat_tab(assistant: Any, store: FeedbackStore, facets: tuple[list[str], list[str]]) -> None:
-    respond, on_like = chat_handlers(assistant, store)
+def _chat_tab(assistant: Any, store: FeedbackStore, facets: tuple[list[str], list[str]], settings: Settings) -> None:
+    respond, on_like = chat_handlers(assistant, store, settings)
     turns = gr.State([])
     feedback_ids = gr.State({})
     with gr.Row(equal_height=False):
@@ -520,7 +541,8 @@ def _chat_tab(assistant: Any, store: FeedbackStore, facets: tuple[list[str], lis
                                  elem_id="rag-chat", placeholder=_CHAT_PLACEHOLDER)
             with gr.Row():
                 msg = gr.Textbox(show_label=False, placeholder="Ask about the archive… (Enter to send)",
-                                 max_lines=4, scale=5, elem_id="rag-question", autofocus=True)
+                                 max_lines=4, scale=5, elem_id="rag-question", autofocus=True,
+                                 max_length=settings.max_question_chars)
                 send = gr.Button("Ask", variant="primary", scale=1, min_width=80, elem_id="rag-ask")
             status = gr.Markdown("", elem_id="rag-feedback-status")
             chat_filters = _filter_controls(*facets)
@@ -530,9 +552,10 @@ def _chat_tab(assistant: Any, store: FeedbackStore, facets: tuple[list[str], lis
 
     inputs = [msg, chatbot, turns, *chat_filters]
     outputs = [chatbot, sources, turns, msg]
-    msg.submit(respond, inputs, outputs, api_visibility="undocumented")
-    send.click(respond, inputs, outputs, api_visibility="undocumented")
-    chatbot.like(on_like, [turns, feedback_ids], [feedback_ids, status], api_visibility="undocumented")
+    # Only /ask is an API: the UI's own handlers are private (gradio_client refuses them; see PublicAPIOnly).
+    msg.submit(respond, inputs, outputs, api_visibility="private")
+    send.click(respond, inputs, outputs, api_visibility="private")
+    chatbot.like(on_like, [turns, feedback_ids], [feedback_ids, status], api_visibility="private")
 
     def reset():
         return [], _PLACEHOLDER_SOURCES, [], {}, ""
@@ -541,13 +564,13 @@ def _chat_tab(assistant: Any, store: FeedbackStore, facets: tuple[list[str], lis
     chatbot.clear(reset, None, [chatbot, sources, turns, feedback_ids, status], api_visibility="private")
 
 
-def _editors_tab(retriever: Any, facets: tuple[list[str], list[str]]) -> None:
-    timeline = timeline_handler(retriever, Path(tempfile.mkdtemp(prefix="rag-exports-")))
+def _editors_tab(retriever: Any, facets: tuple[list[str], list[str]], settings: Settings) -> None:
+    timeline = timeline_handler(retriever, Path(tempfile.mkdtemp(prefix="rag-exports-")), settings)
     gr.Markdown("Enter a topic or question: the relevant passages, grouped by post and ordered by date. "
                 "Works without a chat model.")
     with gr.Row():
         topic = gr.Textbox(label="Topic or question", placeholder="e.g. PostgreSQL インデックス",
-                           max_lines=2, scale=4, elem_id="rag-topic")
+                           max_lines=2, scale=4, elem_id="rag-topic", max_length=settings.max_question_chars)
         go = gr.Button("Search the archive", variant="primary", scale=1, elem_id="rag-timeline-go")
     with gr.Row():
         k = gr.Slider(5, 50, value=EDITOR_K, step=1, label="Passages")
@@ -558,8 +581,8 @@ def _editors_tab(retriever: Any, facets: tuple[list[str], list[str]]) -> None:
         csv_file = gr.File(label="CSV export", interactive=False)
     result = gr.Markdown(latex_delimiters=[], line_breaks=True, elem_id="rag-timeline")
     t_inputs = [topic, k, mode, *editor_filters]
-    go.click(timeline, t_inputs, [result, md_file, csv_file], api_visibility="undocumented")
-    topic.submit(timeline, t_inputs, [result, md_file, csv_file], api_visibility="undocumented")
+    go.click(timeline, t_inputs, [result, md_file, csv_file], api_visibility="private")
+    topic.submit(timeline, t_inputs, [result, md_file, csv_file], api_visibility="private")
 
 
 def build_app(assistant: Any, settings: Settings, feedback: FeedbackStore | None = None) -> gr.Blocks:
@@ -572,10 +595,10 @@ def build_app(assistant: Any, settings: Settings, feedback: FeedbackStore | None
                     "each `[n]` points to a numbered source. "
                     f"Answer mode: **{esc(assistant.model_label)}**.")
         with gr.Tab("Ask the archive", id="ask"):
-            _chat_tab(assistant, store, facets)
+            _chat_tab(assistant, store, facets, settings)
         with gr.Tab("Editors: what does the archive say about…", id="editors"):
-            _editors_tab(assistant.retriever, facets)
-        gr.api(api_handler(assistant), api_name="ask")
+            _editors_tab(assistant.retriever, facets, settings)
+        gr.api(api_handler(assistant, settings), api_name="ask")
     return demo
 
 
@@ -588,6 +611,33 @@ def _facets(retriever: Any) -> tuple[list[str], list[str]]:
         return [], []
 
 
+PUBLIC_API = ("ask",)  # the only named endpoints scripts may call
+_NAMED_CALL = re.compile(r"^/gradio_api/(?:call/v2|call|run|api)/([^/]+)")
+
+
+class PublicAPIOnly:
+    """ASGI middleware: named calls (`/gradio_api/call/<name>`, `/run/`, `/api/`) only for PUBLIC_API.
+
+    Gradio 6's api_visibility="private" hides a handler from the API docs and gradio_client, but a
+    raw POST to /gradio_api/call/<name> still runs it; this refuses those with 404. (The browser
+    reaches the UI handlers through the queue by function index; their cost is bounded instead.)
+    """
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope.get("type") == "http":
+            m = _NAMED_CALL.match(scope.get("path", ""))
+            if m and m.group(1) not in PUBLIC_API:
+                from starlette.responses import JSONResponse
+
+                await JSONResponse({"error": f"no API endpoint /{m.group(1)}; the API is /ask"},
+                                   status_code=404)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def serve(assistant: Any, settings: Settings, host: str = "127.0.0.1", port: int = 7860,
           auth: tuple[str, str] | None = None, concurrency: int = DEFAULT_CONCURRENCY,
           prevent_thread_lock: bool = False, quiet: bool = False, feedback: FeedbackStore | None = None):
@@ -598,9 +648,11 @@ def serve(assistant: Any, settings: Settings, host: str = "127.0.0.1", port: int
     retriever = getattr(assistant, "retriever", None)
     if retriever is not None:
         retriever.warm_up()  # load the query engine and tokenizer now, not on the first question
+    from starlette.middleware import Middleware
+
     demo = build_app(assistant, settings, feedback)
     demo.queue(default_concurrency_limit=concurrency, max_size=max(100, 10 * concurrency))
     demo.launch(server_name=host, server_port=port, auth=auth, prevent_thread_lock=prevent_thread_lock,
                 quiet=quiet, show_error=False, max_threads=max(40, 2 * concurrency), theme=_theme(), css=CSS,
-                footer_links=["api"], ssr_mode=False)
+                footer_links=["api"], ssr_mode=False, app_kwargs={"middleware": [Middleware(PublicAPIOnly)]})
     return demo

@@ -28,30 +28,40 @@ class Chunk:
     tokens: int
 
 
+MAX_CHARS_PER_TOKEN = 32  # a piece is looked for within budget * this many characters
+
+
 def _hard_split(sentence: str, budget: int, count: TokenCounter) -> list[str]:
-    """Split an over-long sentence at character positions so each piece fits the budget."""
+    """Split an over-long sentence at character positions so each piece fits the budget.
+
+    Each piece is searched for in a window of budget * MAX_CHARS_PER_TOKEN characters from the
+    current position, so a 2 MB line without sentence breaks (a base64 image) costs linear time.
+    """
     pieces = []
-    rest = sentence
-    while rest:
-        if count(rest) <= budget:
-            pieces.append(rest)
+    start, n = 0, len(sentence)
+    window_chars = max(1, budget) * MAX_CHARS_PER_TOKEN
+    while start < n:
+        end = min(n, start + window_chars)
+        if end == n and count(sentence[start:]) <= budget:
+            pieces.append(sentence[start:])
             break
-        lo, hi = 1, len(rest)
+        lo, hi = 1, end - start
         while lo < hi:  # longest prefix that fits
             mid = (lo + hi + 1) // 2
-            if count(rest[:mid]) <= budget:
+            if count(sentence[start:start + mid]) <= budget:
                 lo = mid
             else:
                 hi = mid - 1
         cut = lo
-        window = rest[max(1, cut - 20):cut]
+        back = max(1, cut - 20)
+        window = sentence[start + back:start + cut]
         for sep in ("、", "，", ",", " ", "・"):
             pos = window.rfind(sep)
             if pos >= 0:
-                cut = max(1, cut - 20) + pos + 1
+                cut = back + pos + 1
                 break
-        pieces.append(rest[:cut])
-        rest = rest[cut:]
+        pieces.append(sentence[start:start + cut])
+        start += cut
     return pieces
 
 

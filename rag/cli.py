@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", help="folder of *.md / *.markdown posts")
     _add_index(p)
     p.add_argument("--rebuild", action="store_true", help="rebuild from scratch (e.g. after changing the embedder)")
+    p.add_argument("--allow-mass-delete", action="store_true",
+                   help="allow removing more than RAG_MAX_REMOVE_SHARE (half) of the indexed posts")
     p.add_argument("--json", action="store_true", help="print the report as JSON, no progress bar")
 
     p = sub.add_parser("search", help="search the archive")
@@ -114,7 +116,7 @@ def cmd_ingest(args: argparse.Namespace, s: Settings) -> int:
     from .ingest import ingest, report_json
 
     rep = ingest(Path(args.path), Path(s.index_dir), s, open_document_embedder(s), rebuild=args.rebuild,
-                 progress=_progress_factory(not args.json))
+                 progress=_progress_factory(not args.json), allow_mass_delete=args.allow_mass_delete)
     if args.json:
         print(report_json(rep))
     else:
@@ -166,6 +168,9 @@ def format_sources(sources: list[dict], n_cited: int) -> str:
 
 
 def cmd_ask(args: argparse.Namespace, s: Settings) -> int:
+    from .generation import check_question
+
+    check_question(args.question, s.max_question_chars)  # before loading anything
     filters = _filters(args)
     assistant = open_assistant(s)
     if args.json:

@@ -67,6 +67,16 @@ class Settings:
     refusal_min_coverage: float = 0.36
     # Posts larger than this are skipped with a reason (a 5 MB post is ~12k chunks: an export error, not a post).
     max_post_mb: float = 2.0
+    # An ingest that would remove more than this share of the indexed posts stops unless
+    # `--allow-mass-delete` is given (an unmounted or wrong folder must not wipe the index).
+    max_remove_share: float = 0.5
+    # Bounds on what one request may cost: question length (web, /ask, CLI), conversation turns kept
+    # per chat session, and the chat endpoint's whole answer (wall-clock seconds, bytes) and retries.
+    max_question_chars: int = 2000
+    max_history_turns: int = 10
+    llm_deadline: float = 120.0
+    llm_max_answer_bytes: int = 256_000
+    llm_retry_budget: float = 10.0
     prompts_dir: str = ""
     lock_timeout: float = 0.0
     # Login for `rag serve`: "user:password" (RAG_AUTH); empty = no login.

@@ -8,11 +8,14 @@ with wrongly typed front-matter fields is kept, with those fields dropped and li
 
 from __future__ import annotations
 
+import bisect
 import codecs
 import datetime as dt
 import hashlib
 import os
 import re
+import reprlib
+import stat
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,10 +66,60 @@ def post_id_for(path: Path, root: Path) -> str:
     return rel.with_suffix("").as_posix()
 
 
+def safe_post_path(root: Path, path: Path, want_dir: bool = False) -> Path:
+    """The resolved `path` if it may be read as part of the archive at `root`, else PostError saying why.
+
+    The rules every walker of an archive shares (posts here, site discovery elsewhere): links are
+    resolved, and the target must lie inside the resolved root and be a regular file (or, with
+    `want_dir`, a directory): never `~/.config/secret.env`, `/dev/zero` or a FIFO.
+    """
+    try:
+        real = Path(os.path.realpath(path, strict=True))
+    except OSError as exc:
+        if os.path.islink(path):
+            raise PostError("symbolic link points nowhere (dangling or a loop)") from None
+        raise PostError(f"cannot read: {exc.strerror or exc}") from None
+    root_real = Path(os.path.realpath(root))
+    if real != root_real and not real.is_relative_to(root_real):
+        raise PostError(f"links outside the archive folder (to {real}); only files inside {root} are read")
+    try:
+        st = os.stat(real)
+    except OSError as exc:
+        raise PostError(f"cannot read: {exc.strerror or exc}") from None
+    if want_dir:
+        if not stat.S_ISDIR(st.st_mode):
+            raise PostError("not a directory")
+    elif not stat.S_ISREG(st.st_mode):
+        raise PostError("not a regular file (a device, FIFO or socket); only regular files are read")
+    return real
+
+
+def read_limited(path: Path, max_bytes: int) -> bytes:
+    """At most max_bytes + 1 bytes of a regular file, opened without blocking (a FIFO swapped in
+    after the check cannot hang the reader); raises PostError when it is larger than max_bytes."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise PostError(f"cannot read: {exc.strerror or exc}") from None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise PostError("not a regular file (a device, FIFO or socket); only regular files are read")
+        try:
+            data = f.read(max_bytes + 1)
+        except OSError as exc:
+            raise PostError(f"cannot read: {exc.strerror or exc}") from None
+    if len(data) > max_bytes:
+        size = max(len(data), os.path.getsize(path))
+        raise PostError(f"file too large ({size / 2**20:.1f} MB, the limit is {max_bytes / 2**20:g} MB; "
+                        f"raise RAG_MAX_POST_MB to index it)")
+    return data
+
+
 def iter_post_files(root: Path) -> Iterator[tuple[Path, str | None]]:
     """Yield (path, problem) for every Markdown file under root, following directory symlinks once.
 
-    `problem` is set for entries that cannot be read as files (a symlink loop, a dangling link).
+    `problem` is set for entries that cannot be read (a dangling link, a link out of the archive,
+    a FIFO) and for folders that cannot be listed (their path is then a directory).
     """
     root = Path(root)
     seen_dirs: set[tuple[int, int]] = set()
@@ -96,10 +149,18 @@ def iter_post_files(root: Path) -> Iterator[tuple[Path, str | None]]:
                 yield p, f"cannot follow link: {exc.strerror or exc}"
                 continue
             if is_dir:
+                if e.is_symlink():
+                    try:
+                        safe_post_path(root, p, want_dir=True)
+                    except PostError as exc:
+                        yield p, str(exc)
+                        continue
                 yield from walk(p)
             elif e.name.lower().endswith(MARKDOWN_SUFFIXES):
-                if e.is_symlink() and not p.exists():
-                    yield p, "symbolic link points nowhere (dangling or a loop)"
+                try:
+                    safe_post_path(root, p)
+                except PostError as exc:
+                    yield p, str(exc)
                 else:
                     yield p, None
 
@@ -140,6 +201,36 @@ def decode_bytes(data: bytes) -> str:
 
 # ---------------------------------------------------------------- front matter
 
+class _FrontMatterLoader(yaml.SafeLoader):
+    """SafeLoader without anchors and aliases: `&a [*b, *b, ...]` expands exponentially (a billion laughs)."""
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise yaml.composer.ComposerError(None, None, "anchors and aliases (& and *) are not allowed",
+                                              event.start_mark)
+        return super().compose_node(parent, index)
+
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 120
+_REPR.maxlevel = 3
+
+
+def clip(text: str, limit: int = 200) -> str:
+    """A message part cut to `limit` characters."""
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def short_repr(value: Any, limit: int = 200) -> str:
+    """repr() for messages: bounded in work and length, whatever the value."""
+    try:
+        r = _REPR.repr(value)
+    except (RecursionError, ValueError):
+        r = f"<{type(value).__name__}>"
+    return clip(r, limit)
+
+
 _FM_RE = re.compile(r"\A---[ \t]*\r?\n(.*?)(?:\r?\n)?^(?:---|\.\.\.)[ \t]*$\r?\n?", re.S | re.M)
 
 
@@ -153,7 +244,9 @@ def split_front_matter(text: str) -> tuple[dict[str, Any], str]:
         raise PostError("front matter starts with '---' but has no closing '---' line")
     raw = m.group(1)
     try:
-        meta = yaml.safe_load(raw) if raw.strip() else {}
+        meta = yaml.load(raw, Loader=_FrontMatterLoader) if raw.strip() else {}
+    except (ValueError, RecursionError) as exc:  # a 5,000-digit number; 3,000 nested brackets
+        raise PostError(f"invalid YAML front matter: {clip(str(exc))}") from None
     except yaml.YAMLError as exc:
         where = ""
         mark = getattr(exc, "problem_mark", None)
@@ -210,9 +303,9 @@ def _string_list(name: str, value: Any, warnings: list[str]) -> list[str]:
             if isinstance(item, (str, int, float)) and not isinstance(item, bool) and str(item).strip():
                 out.append(str(item).strip())
             else:
-                warnings.append(f"{name}: ignored an item of type {type(item).__name__} ({item!r})")
+                warnings.append(f"{name}: ignored an item of type {type(item).__name__} ({short_repr(item)})")
         return out
-    warnings.append(f"{name}: expected a list of strings, got {type(value).__name__} ({value!r}); field dropped")
+    warnings.append(f"{name}: expected a list of strings, got {type(value).__name__} ({short_repr(value)}); field dropped")
     return []
 
 
@@ -235,7 +328,7 @@ def parse_post(text: str, post_id: str, path: str) -> Post:
     if "date" in meta and meta["date"] is not None:
         date = parse_date(meta["date"])
         if date is None:
-            warnings.append(f"date: {meta['date']!r} is not a date; field dropped")
+            warnings.append(f"date: {short_repr(meta['date'])} is not a date; field dropped")
     url = None
     for key in ("permalink", "url", "source_url"):
         url = _scalar_text(key, meta.get(key), warnings)
@@ -266,17 +359,7 @@ def _first_heading(body: str) -> str | None:
 
 def read_post(path: Path, root: Path, max_bytes: int = MAX_POST_BYTES) -> Post:
     """Read, decode and parse one file; raises PostError naming what is wrong."""
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise PostError(f"cannot read: {exc.strerror or exc}") from exc
-    if size > max_bytes:
-        raise PostError(f"file too large ({size / 2**20:.1f} MB, the limit is {max_bytes / 2**20:g} MB; "
-                        f"raise RAG_MAX_POST_MB to index it)")
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise PostError(f"cannot read: {exc.strerror or exc}") from exc
+    data = read_limited(safe_post_path(root, path), max_bytes)
     text = decode_bytes(data)
     return parse_post(text, post_id_for(path, root), str(path))
 
@@ -329,17 +412,17 @@ def dedupe_blocks(blocks: list[str]) -> list[str]:
             split.append(None)
         else:
             split.append(split_sentences(b))
-    keys = [dedup_key(s) for sents in split if sents for s in sents]
-    by_prefix: dict[str, set[str]] = {}
-    by_suffix: dict[str, set[str]] = {}
-    for k in set(keys):
-        by_prefix.setdefault(k[:_MIN_DUP_CHARS], set()).add(k)
-        by_suffix.setdefault(k[-_MIN_DUP_CHARS:], set()).add(k)
+    keys = sorted({dedup_key(s) for sents in split if sents for s in sents})
+    rkeys = sorted(k[::-1] for k in keys)
+
+    def extended(k: str, ordered: list[str]) -> bool:
+        # in sorted order, the strings that start with k come right after k: one comparison, not a scan
+        i = bisect.bisect_right(ordered, k)
+        return i < len(ordered) and ordered[i].startswith(k)
 
     def truncated(k: str) -> bool:
         """A fragment cut at its end (a prefix of another sentence) or at its start (a suffix)."""
-        return (any(len(o) > len(k) and o.startswith(k) for o in by_prefix.get(k[:_MIN_DUP_CHARS], ()))
-                or any(len(o) > len(k) and o.endswith(k) for o in by_suffix.get(k[-_MIN_DUP_CHARS:], ())))
+        return extended(k, keys) or extended(k[::-1], rkeys)
 
     seen: set[str] = set()
     seen_blocks: set[str] = set()

@@ -49,9 +49,10 @@ def cited_posts(answer: dict) -> list[str]:
 
 
 class FeedbackStore:
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, timeout: float = 10.0):
         path = Path(path)
         self.path = path / FILENAME if path.is_dir() else path
+        self.timeout = timeout
 
     @classmethod
     def for_index(cls, index_dir: str | Path) -> "FeedbackStore":
@@ -59,8 +60,9 @@ class FeedbackStore:
 
     def _connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=10.0)
+        conn = sqlite3.connect(self.path, timeout=self.timeout)
         conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")  # readers (`rag feedback export`) never block the web server's writes
         conn.executescript(_SCHEMA)
         return conn
 

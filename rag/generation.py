@@ -33,6 +33,18 @@ def default_prompts_dir() -> Path:
     return packaged if packaged.is_dir() else Path(__file__).resolve().parents[1] / "prompts"
 
 
+def check_question(question: str, limit: int) -> str:
+    """The stripped question; ValueError with a message for the asker when it is empty or too long
+    (a multi-MB question would be tokenized under the retrieval lock and sent to a paid endpoint)."""
+    question = (question or "").strip()
+    if not question:
+        raise ValueError("the question is empty")
+    if len(question) > limit:
+        raise ValueError(f"the question is too long ({len(question):,} characters; the limit is {limit:,}, "
+                         "RAG_MAX_QUESTION_CHARS)")
+    return question
+
+
 class Prompts:
     """Prompt templates read from `prompts/` (text files, not Python strings)."""
 
@@ -233,9 +245,7 @@ class Assistant:
         """Yields ("delta", text) pieces, then ("answer", Answer). `hits`: passages already retrieved
         for this standalone question (as `rag eval` has them), so retrieval is not run twice."""
         t0 = time.perf_counter()
-        question = question.strip()
-        if not question:
-            raise ValueError("the question is empty")
+        question = check_question(question, self.settings.max_question_chars)
         standalone = self.standalone(question, history)
         if hits is None:
             hits = self.retriever.search(standalone, k or self.settings.top_k, mode, filters)

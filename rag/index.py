@@ -20,6 +20,7 @@ import shutil
 import sqlite3
 import threading
 import time
+import urllib.parse
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -212,7 +213,9 @@ class WriterLock:
 
 def connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
     if readonly:
-        conn = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, check_same_thread=False)
+        # percent-encoded: a '#' or '?' in the index path must not end the file name
+        uri = f"file:{urllib.parse.quote(str(Path(path).resolve()))}?mode=ro&immutable=1"
+        conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
     else:
         conn = sqlite3.connect(path)
         conn.executescript(SCHEMA)
@@ -260,16 +263,26 @@ class GenerationWriter:
         stamp = time.strftime("%Y%m%dT%H%M%S")
         self.gen = index_dir / f"gen-{stamp}-{uuid.uuid4().hex[:8]}"
         self.gen.mkdir()
-        db = self.gen / "meta.sqlite"
+        self.conn = None
         self.timings: dict[str, float] = {}
         self.bm25_updated = False  # True when publish updated the previous BM25 instead of rebuilding it
+        try:
+            self._start(info)
+        except BaseException:  # disk full during the copy: leave no half-made generation behind
+            self.abort()
+            raise
+
+    def _start(self, info: dict[str, str]) -> None:
+        db = self.gen / "meta.sqlite"
         t = time.perf_counter()
         if self.prev is not None:
             src = sqlite3.connect(self.prev / "meta.sqlite")
             dst = sqlite3.connect(db)
-            src.backup(dst)
-            src.close()
-            dst.close()
+            try:
+                src.backup(dst)
+            finally:
+                src.close()
+                dst.close()
         self.timings["copy_s"] = time.perf_counter() - t
         self.conn = connect(db)
         self.conn.execute("PRAGMA journal_mode=OFF")
@@ -403,7 +416,8 @@ class GenerationWriter:
 
     def abort(self) -> None:
         try:
-            self.conn.close()
+            if self.conn is not None:
+                self.conn.close()
         finally:
             shutil.rmtree(self.gen, ignore_errors=True)
 

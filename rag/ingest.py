@@ -19,7 +19,7 @@ import numpy as np
 
 from .chunking import chunk_post
 from .config import Settings
-from .corpus import Post, PostError, iter_post_files, post_id_for, read_post
+from .corpus import Post, PostError, clip, iter_post_files, post_id_for, read_post
 from .embedding import Embedder, embed_in_batches
 from .index import (SCHEMA_VERSION, GenerationWriter, UnusableIndex, NewChunk, WriterLock, connect,
                     current_generation)
@@ -60,8 +60,42 @@ def _embed_hash(embedder_name: str, text: str) -> str:
     return hashlib.sha256(f"{embedder_name}\x00{text}".encode("utf-8")).hexdigest()
 
 
+class MassDeleteRefused(UnusableIndex):
+    """An ingest would remove most of the index (an empty mount point, a wrong folder)."""
+
+
+def post_failure(exc: BaseException) -> str:
+    """The skipped-entry reason for any exception raised by one post (never the whole ingest)."""
+    if isinstance(exc, PostError):
+        return str(exc)
+    return clip(f"cannot index this post ({type(exc).__name__}: {' '.join(str(exc).split())})", 300)
+
+
+def _kept_ids(path: Path, root: Path, old_ids) -> set[str]:
+    """Indexed posts to keep for an entry that could not be read: its own id, or for a folder that
+    could not be listed, everything indexed under it."""
+    try:
+        rel = path.relative_to(root)
+    except ValueError:
+        return set()
+    if path.is_dir():
+        prefix = "" if rel == Path(".") else rel.as_posix() + "/"
+        return {pid for pid in old_ids if pid.startswith(prefix)}
+    return {post_id_for(path, root)}
+
+
+def check_mass_delete(n_old: int, n_removed: int, root: Path, settings: Settings, allowed: bool) -> None:
+    if allowed or not n_old or n_removed <= settings.max_remove_share * n_old:
+        return
+    raise MassDeleteRefused(
+        f"refusing to remove {n_removed} of the {n_old} indexed posts: they are not under {root} "
+        f"(is it the right folder, and mounted?). Nothing was changed. If the posts were really deleted, "
+        f"run again with --allow-mass-delete (limit: RAG_MAX_REMOVE_SHARE={settings.max_remove_share:g})")
+
+
 def ingest(root: Path, index_dir: Path, settings: Settings, embedder: Embedder, rebuild: bool = False,
-           progress: Callable[[int, int], Callable[[int], None]] | None = None) -> IngestReport:
+           progress: Callable[[int, int], Callable[[int], None]] | None = None,
+           allow_mass_delete: bool = False) -> IngestReport:
     """Bring the index at index_dir in line with the posts under root."""
     t0 = time.perf_counter()
     root = Path(root)
@@ -74,10 +108,14 @@ def ingest(root: Path, index_dir: Path, settings: Settings, embedder: Embedder, 
         old_conn = connect(prev / "meta.sqlite", readonly=True) if prev is not None else None
         try:
             old_posts = _previous_posts(old_conn, info, index_dir, rebuild)
+            indexed = set(old_posts)
+            if rebuild:
+                old_posts = {}
             t = time.perf_counter()
-            posts, present = _parse_posts(root, settings, report)
+            posts, present = _parse_posts(root, settings, report, indexed)
             report.timings["parse_s"] = time.perf_counter() - t
 
+            check_mass_delete(len(indexed), len(indexed - present), root, settings, allow_mass_delete)
             changed = [p for pid, p in posts.items() if old_posts.get(pid) != p.content_hash]
             removed = [pid for pid in old_posts if pid not in present]
             report.posts_added = sum(1 for p in changed if p.post_id not in old_posts)
@@ -90,7 +128,8 @@ def ingest(root: Path, index_dir: Path, settings: Settings, embedder: Embedder, 
                 return report
 
             t = time.perf_counter()
-            planned, to_embed = _plan_chunks(changed, old_conn, settings, embedder)
+            planned, to_embed = _plan_chunks(changed, old_conn, settings, embedder, report)
+            _uncount_failed(report, changed, planned, old_posts)
             report.timings["chunk_s"] = time.perf_counter() - t
         finally:
             if old_conn is not None:
@@ -114,7 +153,8 @@ def ingest(root: Path, index_dir: Path, settings: Settings, embedder: Embedder, 
 
 
 def _previous_posts(old_conn, info: dict[str, str], index_dir: Path, rebuild: bool) -> dict[str, str]:
-    """post id -> content hash of the live index; refuses an index built with other settings unless rebuilding."""
+    """post id -> content hash of the live index (also when rebuilding: the mass-delete check needs
+    them); refuses an index built with other settings unless rebuilding."""
     if old_conn is None:
         return {}
     old_info = {r["key"]: r["value"] for r in old_conn.execute("SELECT key, value FROM info")}
@@ -124,35 +164,33 @@ def _previous_posts(old_conn, info: dict[str, str], index_dir: Path, rebuild: bo
         diffs = ", ".join(f"{k}: index has {old_info.get(k)!r}, settings say {info[k]!r}" for k in mismatched)
         raise UnusableIndex(f"the index at {index_dir} was built with other settings ({diffs}); "
                             f"run with --rebuild to rebuild it, or use another --index directory")
-    if rebuild:
-        return {}
     return {r[0]: r[1] for r in old_conn.execute("SELECT post_id, content_hash FROM posts")}
 
 
-def _parse_posts(root: Path, settings: Settings, report: IngestReport) -> tuple[dict[str, Post], set[str]]:
-    """The readable posts by id, and the ids of every post file present (readable or not: a post
-    that fails to parse is skipped, not removed from the index)."""
+def _parse_posts(root: Path, settings: Settings, report: IngestReport,
+                 indexed: set[str] = frozenset()) -> tuple[dict[str, Post], set[str]]:
+    """The readable posts by id, and the ids of every post present (readable or not: a post that
+    fails to parse, or sits in a folder that cannot be listed, is skipped, not removed from the index)."""
     posts: dict[str, Post] = {}
     present: set[str] = set()
+    first_path: dict[str, str] = {}
     for path, problem in iter_post_files(root):
         report.posts_seen += 1
         rel = str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
         if problem:
             report.skipped.append({"path": rel, "error": problem})
-            try:
-                present.add(post_id_for(path, root))
-            except ValueError:
-                pass
+            present |= _kept_ids(path, root, indexed)
             continue
         pid = post_id_for(path, root)
-        if pid in posts:
-            report.skipped.append({"path": rel, "error": f"duplicate post id {pid!r} (also {posts[pid].path})"})
+        if pid in first_path:  # files are visited in name order: the second one is always the duplicate
+            report.skipped.append({"path": rel, "error": f"duplicate post id {pid!r} (also {first_path[pid]})"})
             continue
+        first_path[pid] = rel
         present.add(pid)
         try:
             post = read_post(path, root, int(settings.max_post_mb * 2**20))
-        except PostError as exc:
-            report.skipped.append({"path": rel, "error": str(exc)})
+        except Exception as exc:  # one bad post never stops the ingest
+            report.skipped.append({"path": rel, "error": post_failure(exc)})
             continue
         post.path = rel
         posts[pid] = post
@@ -161,29 +199,51 @@ def _parse_posts(root: Path, settings: Settings, report: IngestReport) -> tuple[
     return posts, present
 
 
-def _plan_chunks(changed: list[Post], old_conn, settings: Settings, embedder: Embedder
-                 ) -> tuple[list[tuple[Post, list[NewChunk]]], list[NewChunk]]:
+def _plan_chunks(changed: list[Post], old_conn, settings: Settings, embedder: Embedder,
+                 report: IngestReport | None = None) -> tuple[list[tuple[Post, list[NewChunk]]], list[NewChunk]]:
     """Chunk and tokenize the changed posts, reusing the stored vector of any unchanged chunk text;
-    returns the chunks per post and those still to embed."""
+    returns the chunks per post and those still to embed. A post whose chunking fails is left out
+    (and listed in `report.skipped`): its indexed version, if any, stays."""
     tokenize = get_tokenizer(settings.keyword_tokenizer)
     planned: list[tuple[Post, list[NewChunk]]] = []
     to_embed: list[NewChunk] = []
     for post in changed:
         items = []
-        for c in chunk_post(post, embedder.count_tokens, settings.chunk_tokens, settings.chunk_overlap_tokens):
+        try:
+            chunks = chunk_post(post, embedder.count_tokens, settings.chunk_tokens, settings.chunk_overlap_tokens)
+            keyword_tokens = [tokenize(c.embed_text) for c in chunks]
+        except Exception as exc:
+            if report is None:
+                raise
+            report.skipped.append({"path": post.path, "error": post_failure(exc)})
+            continue
+        for c, toks in zip(chunks, keyword_tokens):
             h = _embed_hash(embedder.name, c.embed_text)
             vec = None
             if old_conn is not None:
                 row = old_conn.execute("SELECT vector FROM chunks WHERE embed_hash=? LIMIT 1", (h,)).fetchone()
                 if row is not None:
                     vec = np.frombuffer(row[0], dtype=np.float32)
-            nc = NewChunk(c.chunk_id, c.post_id, c.ord, c.text, c.embed_text, c.tokens, h,
-                          tokenize(c.embed_text), vec)
+            nc = NewChunk(c.chunk_id, c.post_id, c.ord, c.text, c.embed_text, c.tokens, h, toks, vec)
             items.append(nc)
             if vec is None:
                 to_embed.append(nc)
         planned.append((post, items))
     return planned, to_embed
+
+
+def _uncount_failed(report: IngestReport, changed: list[Post], planned: list[tuple[Post, list[NewChunk]]],
+                    old_posts: dict[str, str]) -> None:
+    """Posts left out by `_plan_chunks` are neither added nor updated: their indexed version stays."""
+    done = {p.post_id for p, _ in planned}
+    for p in changed:
+        if p.post_id in done:
+            continue
+        if p.post_id in old_posts:
+            report.posts_updated -= 1
+            report.posts_unchanged += 1
+        else:
+            report.posts_added -= 1
 
 
 def _embed(chunks: list[NewChunk], embedder: Embedder, batch_size: int,

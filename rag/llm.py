@@ -13,7 +13,7 @@ import email.utils
 import json
 import random
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Callable, Iterator, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
@@ -65,21 +65,37 @@ def _retry_after(resp: httpx.Response) -> float | None:
         return None
 
 
-def _error_detail(resp: httpx.Response) -> str:
+MAX_ERROR_BYTES = 16_384    # of an error body: enough for any message, never a whole upstream page
+MESSAGE_CHARS = 200         # of upstream text in an error message (cut after redaction)
+
+
+def _read_capped(resp: httpx.Response, limit: int) -> tuple[bytes, bool]:
+    """At most `limit` bytes of the body, and whether there was more."""
+    buf = bytearray()
+    for chunk in resp.iter_bytes():
+        buf += chunk
+        if len(buf) > limit:
+            return bytes(buf[:limit]), True
+    return bytes(buf), False
+
+
+def _error_detail(data: bytes) -> str:
+    """The message of an error body (JSON `error.message`, else the text), whitespace collapsed, uncut:
+    it is cut after the key has been redacted."""
     try:
-        body = resp.json()
+        body = json.loads(data)
         err = body.get("error", body) if isinstance(body, dict) else body
         msg = err.get("message") if isinstance(err, dict) else str(err)
     except (ValueError, json.JSONDecodeError):
-        msg = resp.text[:200]
-    return " ".join(str(msg or "").split())[:200]
+        msg = data.decode("utf-8", errors="replace")
+    return " ".join(str(msg or "").split())
 
 
 @dataclass(frozen=True)
 class LLMConfig:
     base_url: str
     model: str
-    api_key: str = ""
+    api_key: str = field(default="", repr=False)
     temperature: float = 0.1
     max_tokens: int = 700
     connect_timeout: float = 5.0
@@ -87,12 +103,26 @@ class LLMConfig:
     max_retries: int = 2
     backoff: float = 0.5
     max_retry_wait: float = 20.0
+    deadline: float = 120.0           # wall-clock seconds for one call, retries and streaming included
+    max_answer_bytes: int = 256_000   # of one answer's response body
+    retry_budget: float = 10.0        # total seconds one call may sleep between retries
 
     @classmethod
     def from_settings(cls, settings) -> "LLMConfig":
         """The endpoint part of `Settings`: each field `x` here is `settings.llm_x` there."""
         names = [f.name for f in fields(cls) if hasattr(settings, "llm_" + f.name)]
         return cls(**{n: getattr(settings, "llm_" + n) for n in names})
+
+
+class _Budget:
+    """One call's deadline and retry-sleep budget."""
+
+    def __init__(self, config: LLMConfig):
+        self.deadline = time.monotonic() + config.deadline
+        self.sleep_left = config.retry_budget
+
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
 
 
 safe_url = redact_url  # old name, kept for importers; `app.link_url` is the unrelated link check
@@ -117,18 +147,28 @@ class ChatClient:
         return {"model": self.config.model, "messages": list(messages), "temperature": self.config.temperature,
                 "max_tokens": max_tokens or self.config.max_tokens, "stream": stream}
 
-    def _wait(self, attempt: int, resp: httpx.Response | None) -> None:
+    def _wait(self, attempt: int, resp: httpx.Response | None, budget: _Budget) -> bool:
+        """Sleep before the next attempt; False (no sleep) when the wait does not fit the call's budget."""
         delay = _retry_after(resp) if resp is not None else None
         if delay is None:
             delay = self.config.backoff * (2 ** attempt) * (1 + random.random() * 0.25)
-        self._sleep(min(delay, self.config.max_retry_wait))
+        delay = min(delay, self.config.max_retry_wait)
+        if delay > budget.sleep_left or delay >= budget.left():
+            return False
+        budget.sleep_left -= delay
+        self._sleep(delay)
+        return True
+
+    def _timeout(self, budget: _Budget) -> httpx.Timeout:
+        left = max(0.001, budget.left())
+        return httpx.Timeout(connect=min(self.config.connect_timeout, left), read=min(self.config.read_timeout, left),
+                             write=min(self.config.read_timeout, left), pool=min(self.config.connect_timeout, left))
 
     def _redact(self, text: str) -> str:
         """Servers echo keys in error bodies ("Incorrect API key provided: sk-..."): never pass them on."""
         secrets = [self.config.api_key] if self.config.api_key else []
         parts = urlsplit(self.config.base_url)
-        if parts.password:
-            secrets.append(parts.password)
+        secrets += [x for x in (parts.username, parts.password) if x]
         for kv in parts.query.split("&"):
             if "=" in kv and kv.split("=", 1)[1]:
                 secrets.append(kv.split("=", 1)[1])
@@ -138,52 +178,71 @@ class ChatClient:
         return text
 
     def _fail(self, what: str, status: int | None = None, partial: str = "") -> LLMError:
+        """The error to raise: the key is redacted from the whole text first, and only then is upstream
+        text cut (a key straddling the cut must not leak its prefix)."""
+        what = self._redact(what)
+        if len(what) > MESSAGE_CHARS:
+            what = what[:MESSAGE_CHARS] + "…"
         return LLMError(self._redact(f"chat endpoint {redact_url(self.url)} failed: {what}"), status=status,
                         partial=partial)
 
-    def _send(self, payload: dict) -> httpx.Response:
-        """POST with retries; returns an open streaming response with status 200."""
+    def _send(self, payload: dict, budget: _Budget) -> httpx.Response:
+        """POST with retries; returns an open streaming response with status 200.
+
+        Retried: connect failures (the request never left), 429 and 5xx, within the call's retry budget
+        and deadline. A connection that breaks after the request was sent is not retried: a
+        non-idempotent endpoint may already be working on (and billing) it."""
         last = "no attempt"
         status = None
         for attempt in range(self.config.max_retries + 1):
+            more = attempt < self.config.max_retries
             try:
-                req = self._http.build_request("POST", self.url, json=payload)
+                req = self._http.build_request("POST", self.url, json=payload, timeout=self._timeout(budget))
                 resp = self._http.send(req, stream=True)
             except httpx.TimeoutException as exc:
                 last = f"timed out ({type(exc).__name__})"
-                if isinstance(exc, httpx.ConnectTimeout) and attempt < self.config.max_retries:
-                    self._wait(attempt, None)
+                if isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout)) and more and self._wait(attempt, None, budget):
+                    continue
+                raise self._fail(last) from None
+            except httpx.ConnectError as exc:
+                last = f"cannot connect ({type(exc).__name__})"
+                if more and self._wait(attempt, None, budget):
                     continue
                 raise self._fail(last) from None
             except httpx.TransportError as exc:
-                last = f"cannot connect ({type(exc).__name__})"
-                if attempt < self.config.max_retries:
-                    self._wait(attempt, None)
-                    continue
-                raise self._fail(last) from None
+                raise self._fail(f"the connection broke after the request was sent ({type(exc).__name__}); "
+                                 "not retried") from None
             if resp.status_code == 200:
                 return resp
             status = resp.status_code
             try:
-                resp.read()
-                detail = _error_detail(resp)
+                data, more_body = _read_capped(resp, MAX_ERROR_BYTES)
+                detail = _error_detail(data)
             except httpx.HTTPError as exc:
                 detail = f"error body unreadable ({type(exc).__name__})"
             finally:
                 resp.close()
             last = f"HTTP {status}" + (f": {detail}" if detail else "")
-            if (status == 429 or status >= 500) and attempt < self.config.max_retries:
-                self._wait(attempt, resp)
+            if (status == 429 or status >= 500) and more and self._wait(attempt, resp, budget):
                 continue
             break
         raise self._fail(last, status)
 
+    def _body(self, resp: httpx.Response) -> bytes:
+        data, more = _read_capped(resp, self.config.max_answer_bytes)
+        if more:
+            raise self._fail(f"the response exceeded {self.config.max_answer_bytes} bytes "
+                             "(RAG_LLM_MAX_ANSWER_BYTES)")
+        return data
+
     def complete(self, messages: Sequence[dict], max_tokens: int | None = None) -> str:
         """Non-streaming chat completion; returns the assistant text."""
-        resp = self._send(self._payload(messages, False, max_tokens))
+        budget = _Budget(self.config)
+        resp = self._send(self._payload(messages, False, max_tokens), budget)
         try:
-            resp.read()
-            body = resp.json()
+            body = json.loads(self._body(resp))
+            if budget.left() < 0:
+                raise self._fail(f"no answer within the deadline ({self.config.deadline:g} s, RAG_LLM_DEADLINE)")
         except httpx.TimeoutException:
             raise self._fail("timed out reading the response") from None
         except httpx.HTTPError as exc:
@@ -199,23 +258,23 @@ class ChatClient:
         return content if isinstance(content, str) else ""
 
     def stream(self, messages: Sequence[dict], max_tokens: int | None = None) -> Iterator[str]:
-        """Yield text deltas from an SSE stream."""
-        resp = self._send(self._payload(messages, True, max_tokens))
+        """Yield text deltas from an SSE stream, within the call's deadline and byte cap."""
+        budget = _Budget(self.config)
+        resp = self._send(self._payload(messages, True, max_tokens), budget)
         got = []
         try:
             ctype = resp.headers.get("content-type", "")
             if "text/event-stream" not in ctype:
                 # Some servers ignore stream=true and answer with one JSON body.
-                resp.read()
+                data = self._body(resp)
                 try:
-                    text = resp.json()["choices"][0]["message"]["content"] or ""
+                    text = json.loads(data)["choices"][0]["message"]["content"] or ""
                 except (ValueError, KeyError, IndexError, TypeError):
                     raise self._fail("invalid JSON in the response") from None
                 if text:
                     yield text
                 return
-            for line in resp.iter_lines():
-                line = line.strip()
+            for line in self._sse_lines(resp, budget, got):
                 if not line or line.startswith(":") or not line.startswith("data:"):
                     continue
                 data = line[5:].strip()
@@ -249,8 +308,35 @@ class ChatClient:
         finally:
             resp.close()
 
+    def _sse_lines(self, resp: httpx.Response, budget: _Budget, got: list[str]) -> Iterator[str]:
+        """Lines of the stream; fails once the whole body passes the byte cap or the call its deadline
+        (a line without an end is buffered only up to the cap)."""
+        buf = bytearray()
+        total = 0
+        for chunk in resp.iter_bytes():
+            total += len(chunk)
+            if total > self.config.max_answer_bytes:
+                raise self._fail(f"the answer exceeded {self.config.max_answer_bytes} bytes "
+                                 "(RAG_LLM_MAX_ANSWER_BYTES)", partial="".join(got))
+            if budget.left() < 0:
+                raise self._fail(f"no complete answer within the deadline ({self.config.deadline:g} s, "
+                                 "RAG_LLM_DEADLINE)", partial="".join(got))
+            scan = len(buf)
+            buf += chunk
+            start = 0
+            while True:
+                nl = buf.find(b"\n", max(start, scan))
+                if nl < 0:
+                    break
+                yield buf[start:nl].decode("utf-8", errors="replace").strip()
+                start = nl + 1
+            del buf[:start]
+        if buf:
+            yield buf.decode("utf-8", errors="replace").strip()
+
 
 def _error_detail_obj(err) -> str:
+    """Uncut, like _error_detail: `_fail` redacts, then cuts."""
     if isinstance(err, dict):
-        return " ".join(str(err.get("message", err)).split())[:200]
-    return str(err)[:200]
+        return " ".join(str(err.get("message", err)).split())
+    return " ".join(str(err).split())

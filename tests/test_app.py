@@ -155,15 +155,21 @@ def test_refusal_says_so_and_shows_nearest_passages():
     assert "Nearest passages:\n[1] 近い記事 (2021-06-30) https://blog.example/p (not cited)" in text
 
 
-def test_error_shows_a_short_message_and_the_sources():
-    long_error = "chat endpoint http://llm.local/v1/chat/completions failed: HTTP 502 " + "x" * 500
+def test_error_shows_a_short_generic_message_and_the_sources():
+    """Readers never see the internal endpoint host or the upstream error text (issue 13, item 7):
+    that detail is in the server log."""
+    long_error = ("chat endpoint http://llm.internal:8000/v1/chat/completions failed: HTTP 502: "
+                  "upstream db password=hunter2 " + "x" * 500)
     a = answer("途中まで[1]", [src(1, "取得した記事")], 1, mode="error", error=long_error)
     md = format_answer_markdown(a)
-    assert "could not be completed" in md and "HTTP 502" in md and "Traceback" not in md
+    api = api_answer_text(a)
+    assert "could not be completed" in md and "Traceback" not in md
     assert len(md) < 600 and "Partial answer" in md
     html_ = format_sources_html(a)
     assert "Retrieved passages" in html_ and "取得した記事" in html_
-    assert api_answer_text(a).startswith("Error: the chat model failed (chat endpoint")
+    assert api.startswith("Error: the chat model failed")
+    for out in (md, html_, api):
+        assert "llm.internal" not in out and "HTTP 502" not in out and "hunter2" not in out
 
 
 def test_api_text_lists_numbered_sources():
@@ -384,7 +390,7 @@ def test_ask_api_reports_endpoint_errors_and_keeps_serving(served, retriever, se
     client = Client(url, verbose=False)
     for _ in range(2):
         out = client.predict(QUESTION, api_name="/ask")
-        assert out.startswith("Error: the chat model failed (chat endpoint http://llm.local")
+        assert out.startswith("Error: the chat model failed") and "llm.local" not in out
         assert "Traceback" not in out and f"[1] {PG_TITLE}" in out
 
 

@@ -150,7 +150,7 @@ def test_429_retry_after_as_http_date(llm_server, make_client):
     sleeps = Sleeps()
     when = email.utils.formatdate(time.time() + 30, usegmt=True)
     llm_server.script(status_reply(429, "slow down", headers={"Retry-After": when}), json_reply("ok"))
-    c = make_client(llm_server.base_url, sleep=sleeps, max_retry_wait=60)
+    c = make_client(llm_server.base_url, sleep=sleeps, max_retry_wait=60, retry_budget=60)
     assert c.complete(MSGS) == "ok"
     assert len(sleeps) == 1 and 27 <= sleeps[0] <= 30.5
 
