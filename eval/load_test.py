@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import threading
 import time
@@ -26,6 +27,18 @@ QUESTIONS = [
     "What did the static site migration do to the build time?",
     "形態素解析の辞書にない社内用語はどう扱った？",
 ]
+
+
+_SOURCE_LIST = re.compile(r"\n\n(?:Sources|Nearest passages):\n\[1\] \S")
+
+
+def answer_ok(out: object) -> bool:
+    """An `/ask` reply counts as answered only in the expected shape: answer text, then a numbered
+    source list, and no "Error:" prefix (the API reports failures as text, not as HTTP errors)."""
+    if not isinstance(out, str) or out.lstrip().startswith("Error"):
+        return False
+    m = _SOURCE_LIST.search(out)
+    return m is not None and out[:m.start()].strip() != ""
 
 
 def run(url: str, users: int, per_user: int, timeout: float) -> dict:
@@ -61,7 +74,7 @@ def run(url: str, users: int, per_user: int, timeout: float) -> dict:
             t = time.perf_counter()
             try:
                 out = client.predict(q, api_name="/ask")
-                ok = isinstance(out, str) and out.strip() != ""
+                ok = answer_ok(out)
             except Exception as exc:  # noqa: BLE001
                 ok, out = False, f"{type(exc).__name__}: {exc}"
             dt = time.perf_counter() - t

@@ -201,15 +201,28 @@ def decode_bytes(data: bytes) -> str:
 
 # ---------------------------------------------------------------- front matter
 
+MAX_FRONT_MATTER_DEPTH = 20
+
+
 class _FrontMatterLoader(yaml.SafeLoader):
-    """SafeLoader without anchors and aliases: `&a [*b, *b, ...]` expands exponentially (a billion laughs)."""
+    """SafeLoader without anchors and aliases (`&a [*b, *b, ...]` expands exponentially: a billion
+    laughs) and with a nesting limit (3,000 `[` took PyYAML 3 s to turn into a RecursionError)."""
+
+    _depth = 0
 
     def compose_node(self, parent, index):
         event = self.peek_event()
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
             raise yaml.composer.ComposerError(None, None, "anchors and aliases (& and *) are not allowed",
                                               event.start_mark)
-        return super().compose_node(parent, index)
+        if self._depth >= MAX_FRONT_MATTER_DEPTH:
+            raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_FRONT_MATTER_DEPTH} levels",
+                                              event.start_mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 _REPR = reprlib.Repr()

@@ -31,7 +31,7 @@ import pytest
 class Reply:
     """One scripted reply. Build it with the helpers below rather than by hand."""
 
-    kind: str                                   # "json" | "sse" | "raw"
+    kind: str                                   # "json" | "sse" | "raw" | "drop" (read the request, close, no reply)
     status: int = 200
     text: str = ""                              # kind="json": the assistant text
     pieces: Sequence[str] = ()                  # kind="sse": text deltas, one chunk each
@@ -46,6 +46,9 @@ class Reply:
     cut_after: int | None = None                # kind="sse": after this many pieces, drop the connection
     bad_json_after: int | None = None           # kind="sse": after this many pieces, send `data: {bad`
     body_stall: float = 0.0                     # kind="raw"/"json": send headers, then wait before the body
+    piece_delay: float = 0.0                    # kind="sse": wait this long before each piece (a slow drip)
+    echo_auth: bool = False                     # kind="raw": "{key}" in the body becomes the received bearer key
+    endless: bool = False                       # kind="raw": chunked body repeated until the client hangs up
 
 
 def json_reply(text: str, status: int = 200, delay: float = 0.0, **kw) -> Reply:
@@ -67,6 +70,17 @@ def status_reply(status: int, body: str | dict | bytes = "", headers: dict | Non
     else:
         data, ctype = body.encode(), "text/plain; charset=utf-8"
     return Reply("raw", status=status, body=data, content_type=ctype, headers=dict(headers or {}), **kw)
+
+
+def echo_key_reply(status: int, message: str, **kw) -> Reply:
+    """An error whose JSON message contains the client's own API key where `{key}` is (servers do echo it)."""
+    return Reply("raw", status=status, body=json.dumps({"error": {"message": message}}).encode(),
+                 content_type="application/json", echo_auth=True, **kw)
+
+
+def drop_reply() -> Reply:
+    """Read the request, then close the connection without any reply (the request was sent)."""
+    return Reply("drop")
 
 
 def raw_reply(body: str | bytes, content_type: str = "application/json", status: int = 200, **kw) -> Reply:
@@ -125,13 +139,21 @@ class _Handler(BaseHTTPRequestHandler):
         if reply.delay and owner._stop.wait(reply.delay):
             return
         try:
-            if reply.kind == "sse":
+            if reply.kind == "drop":
+                self._abort()
+            elif reply.kind == "sse":
                 self._sse(reply)
             elif reply.kind == "json":
                 self._body(reply, json.dumps(completion_body(reply.text), ensure_ascii=False).encode(),
                            "application/json")
+            elif reply.endless:
+                self._endless(reply)
             else:
-                self._body(reply, reply.body, reply.content_type)
+                body = reply.body
+                if reply.echo_auth:
+                    key = self.headers.get("Authorization", "").removeprefix("Bearer ")
+                    body = body.replace(b"{key}", key.encode())
+                self._body(reply, body, reply.content_type)
         except (BrokenPipeError, ConnectionResetError):
             pass                           # the client gave up first (timeouts): fine
 
@@ -160,6 +182,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
         self.wfile.flush()
 
+    def _endless(self, reply: Reply):
+        """The body, repeated in chunks until the client hangs up or the server stops (never ends)."""
+        self.send_response(reply.status)
+        self.send_header("Content-Type", reply.content_type)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        while not self.server.owner._stop.wait(0.01):
+            self._chunk(reply.body)
+
     def _chunk(self, data: bytes):
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
         self.wfile.flush()
@@ -183,6 +215,9 @@ class _Handler(BaseHTTPRequestHandler):
         if reply.openai_extras:
             self._chunk(self._event(chunk_body({"role": "assistant", "content": ""})))
         for i, piece in enumerate(reply.pieces):
+            if reply.piece_delay and stop.wait(reply.piece_delay):
+                self._abort()
+                return
             if reply.stall_after is not None and i == reply.stall_after:
                 stop.wait(reply.stall)
                 self._abort()

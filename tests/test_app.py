@@ -17,6 +17,7 @@ from rag.app import (api_answer_text, bigrams, build_app, exposure_warning, form
                      format_sources_html, highlight_passage, is_loopback, make_filters, md_escape, parse_auth,
                      prune_exports, serve, split_segments, timeline_csv, timeline_groups, timeline_markdown,
                      write_exports)
+from rag.config import Settings
 from rag.feedback import FeedbackStore
 from rag.generation import Answer, Assistant
 from rag.llm import LLMError
@@ -419,10 +420,121 @@ def test_twenty_concurrent_users(served, retriever, settings):
 
 
 def test_login_required_when_auth_is_set(served, retriever, settings):
+    import httpx
     from gradio_client import Client
+    from gradio_client.exceptions import AuthenticationError
 
     url = served(Assistant(settings, retriever), auth=("editor", "s3cret"))
-    with pytest.raises(Exception):
+    assert httpx.get(url, timeout=30).status_code == 200  # the login page: the server is up
+    with pytest.raises(AuthenticationError, match="credentials were not provided"):
         Client(url, verbose=False)
+    with pytest.raises(ValueError, match="Could not login"):
+        Client(url, auth=("editor", "wrong"), verbose=False)
+    for path, body in (("gradio_api/call/ask", {"data": [QUESTION]}),
+                       ("gradio_api/queue/join", {"data": [QUESTION], "fn_index": 0, "session_hash": "x"})):
+        r = httpx.post(url + path, json=body, timeout=30)
+        assert r.status_code == 401 and r.json()["detail"]["error"] == "Not authenticated", (path, r.text[:200])
     client = Client(url, auth=("editor", "s3cret"), verbose=False)
+    assert f"[1] {PG_TITLE}" in client.predict(QUESTION, api_name="/ask")
+
+
+# ------------------------------------------------------------------ hardening (issue 13)
+
+class ManyDeltas(Assistant):
+    """Streams a long answer in thousands of tiny deltas."""
+
+    def stream(self, question, history=(), *a, **kw):
+        for kind, payload in super().stream(question, history, *a, **kw):
+            if kind == "delta":
+                for ch in payload * 40:
+                    yield "delta", ch
+            else:
+                yield kind, payload
+
+
+def test_streaming_is_rendered_at_a_bounded_rate(retriever, settings, tmp_path):
+    """Re-rendering the whole escaped answer per delta is quadratic in its length: the chat is
+    updated at most every RENDER_INTERVAL_S, and the final answer is still shown whole."""
+    demo = build_app(ManyDeltas(settings, retriever), settings.replace(index_dir=str(tmp_path)),
+                     feedback=FeedbackStore(tmp_path / "fb.sqlite"))
+    t0 = time.monotonic()
+    steps = list(_fn(demo, "respond")(QUESTION, [], [], [], [], "", ""))
+    elapsed = time.monotonic() - t0
+    n_deltas = len(steps[-1][2][0]["result"]["answer"]) * 40
+    assert n_deltas > 2000
+    assert len(steps) <= 3 + elapsed / 0.1, (len(steps), elapsed)
+    assert "\\[1\\]" in steps[-1][0][-1]["content"]
+
+
+def test_long_questions_are_refused_everywhere(app_parts, monkeypatch, capsys):
+    assistant, _, demo = app_parts
+    limit = Settings().max_question_chars
+    long_q = "長い質問です。" * (limit // 7 + 50)
+    assert len(long_q) > limit
+    with pytest.raises(ValueError, match=f"too long .* the limit is {limit:,}"):
+        assistant.ask(long_q)
+    n_asked = len(assistant.histories)
+    messages, html_, turns, _ = _last(_fn(demo, "respond")(long_q, [], [], [], [], "", ""))
+    assert "too long" in messages[-1]["content"] and len(messages[0]["content"]) < 400
+    assert len(assistant.histories) == n_asked  # nothing was searched or sent anywhere
+    md, _, _ = _fn(demo, "timeline")(long_q, 20, "hybrid", [], [], "", "")
+    assert "too long" in md
+    assert _fn(demo, "ask")(long_q).startswith("Error: the question is too long")
+    import rag.cli
+
+    assert rag.cli.main(["ask", long_q, "--index", "/nonexistent-index"]) == 2
+    assert "the question is too long" in capsys.readouterr().err
+
+
+def test_a_session_keeps_its_last_turns_only(retriever, settings, tmp_path):
+    assistant = SpyAssistant(settings, retriever)
+    store = FeedbackStore(tmp_path / "fb.sqlite")
+    demo = build_app(assistant, settings.replace(index_dir=str(tmp_path), max_history_turns=3), feedback=store)
+    respond, on_like = _fn(demo, "respond"), _fn(demo, "on_like")
+    messages, turns = [], []
+    for i in range(6):
+        messages, _, turns, _ = _last(respond(f"{QUESTION} その{i}", messages, turns, [], [], "", ""))
+    assert len(turns) == 3 and len(messages) == 6
+    assert [t["question"] for t in turns] == [f"{QUESTION} その{i}" for i in (3, 4, 5)]
+    assert max(len(h) for h in assistant.histories) <= 2
+    # feedback still lands on the turn that was rated after older ones were dropped
+    ids, _ = on_like(turns, {}, SimpleNamespace(index=5, liked=True, value=None))
+    messages, _, turns, _ = _last(respond("次の質問", messages, turns, [], [], "", ""))
+    ids, _ = on_like(turns, ids, SimpleNamespace(index=3, liked=False, value=None))
+    assert [(r["question"], r["rating"]) for r in store.list()] == [(f"{QUESTION} その5", "down")]
+
+
+def test_failures_are_logged_with_a_truncated_question(app_parts, monkeypatch, caplog):
+    assistant, _, demo = app_parts
+
+    def boom(*a, **kw):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(assistant, "stream", boom)
+    question = "ログに残す質問" * 280  # under the length limit, far over what a log line needs
+    _last(_fn(demo, "respond")(question, [], [], [], [], "", ""))
+    logged = [r.getMessage() for r in caplog.records if "answering" in r.getMessage()]
+    assert logged and all(len(m) < 400 for m in logged)
+
+
+def test_only_ask_is_callable_as_an_api(served, retriever, settings):
+    """The UI's handlers are private: not in the API info, refused to gradio_client, and a raw named
+    call to them gets 404; /ask works."""
+    import httpx
+    from gradio_client import Client
+
+    url = served(Assistant(settings, retriever))
+    info = httpx.get(url + "gradio_api/info", timeout=30).json()
+    assert list(info["named_endpoints"]) == ["/ask"] and not info.get("unnamed_endpoints")
+    client = Client(url, verbose=False)
+    for name, args in (("/respond", ("質問", [], [], [], [], "", "")), ("/timeline", ("PostgreSQL", 20, "hybrid", [], [], "", "")),
+                       ("/on_like", ([], {}))):
+        with pytest.raises(ValueError, match="Cannot find a function"):
+            client.predict(*args, api_name=name)
+    for name in ("respond", "timeline", "on_like"):
+        r = httpx.post(f"{url}gradio_api/call/{name}", json={"data": ["PostgreSQL", 20, "hybrid", [], [], "", ""]},
+                       timeout=30)
+        assert r.status_code == 404, (name, r.status_code, r.text[:200])
+    r = httpx.post(f"{url}gradio_api/call/ask", json={"data": [QUESTION]}, timeout=30)
+    assert r.status_code == 200 and r.json()["event_id"]
     assert f"[1] {PG_TITLE}" in client.predict(QUESTION, api_name="/ask")

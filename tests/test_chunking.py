@@ -54,3 +54,20 @@ def test_real_token_counter_budget(embedder):
     chunks = chunk_post(make(body), embedder.count_tokens, max_tokens=120, overlap_tokens=20)
     assert len(chunks) > 3
     assert all(c.tokens <= 125 for c in chunks)
+
+
+def test_hard_split_of_a_2mb_line_measures_linear_text():
+    """A 2 MB line without sentence breaks (a base64 image): the text handed to the token counter
+    grows linearly with the line, not quadratically."""
+    from rag.chunking import _hard_split
+
+    measured = [0]
+
+    def count(text: str) -> int:
+        measured[0] += len(text)
+        return len(text) // 4 + 1
+
+    line = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk" * 40_000)[:2_000_000]
+    pieces = _hard_split(line, 200, count)
+    assert "".join(pieces) == line and all(count(p) <= 200 for p in pieces)
+    assert measured[0] < 30 * len(line), measured[0]

