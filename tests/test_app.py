@@ -468,7 +468,7 @@ def test_streaming_is_rendered_at_a_bounded_rate(retriever, settings, tmp_path):
 
 def test_long_questions_are_refused_everywhere(app_parts, monkeypatch, capsys):
     assistant, _, demo = app_parts
-    limit = Settings().max_question_chars
+    limit = 2000  # the default of RAG_MAX_QUESTION_CHARS
     long_q = "長い質問です。" * (limit // 7 + 50)
     assert len(long_q) > limit
     with pytest.raises(ValueError, match=f"too long .* the limit is {limit:,}"):
@@ -487,21 +487,22 @@ def test_long_questions_are_refused_everywhere(app_parts, monkeypatch, capsys):
 
 
 def test_a_session_keeps_its_last_turns_only(retriever, settings, tmp_path):
+    """RAG_MAX_HISTORY_TURNS (default 10): older turns leave the session's state and the history."""
     assistant = SpyAssistant(settings, retriever)
     store = FeedbackStore(tmp_path / "fb.sqlite")
-    demo = build_app(assistant, settings.replace(index_dir=str(tmp_path), max_history_turns=3), feedback=store)
+    demo = build_app(assistant, settings.replace(index_dir=str(tmp_path)), feedback=store)
     respond, on_like = _fn(demo, "respond"), _fn(demo, "on_like")
     messages, turns = [], []
-    for i in range(6):
+    for i in range(12):
         messages, _, turns, _ = _last(respond(f"{QUESTION} その{i}", messages, turns, [], [], "", ""))
-    assert len(turns) == 3 and len(messages) == 6
-    assert [t["question"] for t in turns] == [f"{QUESTION} その{i}" for i in (3, 4, 5)]
-    assert max(len(h) for h in assistant.histories) <= 2
+    assert len(turns) == 10 and len(messages) == 20
+    assert [t["question"] for t in turns] == [f"{QUESTION} その{i}" for i in range(2, 12)]
+    assert max(len(h) for h in assistant.histories) <= 9
     # feedback still lands on the turn that was rated after older ones were dropped
-    ids, _ = on_like(turns, {}, SimpleNamespace(index=5, liked=True, value=None))
+    ids, _ = on_like(turns, {}, SimpleNamespace(index=19, liked=True, value=None))
     messages, _, turns, _ = _last(respond("次の質問", messages, turns, [], [], "", ""))
-    ids, _ = on_like(turns, ids, SimpleNamespace(index=3, liked=False, value=None))
-    assert [(r["question"], r["rating"]) for r in store.list()] == [(f"{QUESTION} その5", "down")]
+    ids, _ = on_like(turns, ids, SimpleNamespace(index=17, liked=False, value=None))
+    assert [(r["question"], r["rating"]) for r in store.list()] == [(f"{QUESTION} その11", "down")]
 
 
 def test_failures_are_logged_with_a_truncated_question(app_parts, monkeypatch, caplog):

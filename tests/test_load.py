@@ -69,8 +69,6 @@ def test_error_answers_are_not_counted_as_answered():
     an app whose every answer is an error, or has no source list, must show up as errors."""
     import gradio as gr
 
-    from eval.load_test import answer_ok
-
     replies = iter(["Error: the chat model failed; the answer could not be completed.\n\nSources:\n[1] 記事 (2021-06-30)",
                     "答えだけで出典がない", ""] * 10)
 
@@ -86,6 +84,8 @@ def test_error_answers_are_not_counted_as_answered():
     finally:
         demo.close()
     assert res["answered"] == 0 and res["errors"] == 6, res
+    from eval.load_test import answer_ok
+
     assert answer_ok("p95は85msに下がりました[1]。\n\nSources:\n[1] 記事 (2021-06-30) https://blog.example/p")
     assert answer_ok("見つかりませんでした。\n\nNearest passages:\n[1] 記事 (2021-06-30) (not cited)")
     assert not answer_ok("\n\nSources:\n[1] 記事 (2021-06-30)")
