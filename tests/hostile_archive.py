@@ -25,6 +25,7 @@ def _post(title: str, body: str) -> str:
 
 
 def build(root: Path, outside: Path) -> dict[str, str]:
+    root, outside = root.resolve(), outside.resolve()  # the links must point at absolute targets
     root.mkdir(parents=True, exist_ok=True)
     outside.mkdir(parents=True, exist_ok=True)
     for rel, (title, body) in GOOD.items():
