@@ -514,3 +514,12 @@ def test_endless_error_body_is_read_only_in_part(llm_server, make_client):
     t.join(10)
     assert not t.is_alive(), "the error body was read until it ended (never)"
     assert out and "500" in str(out[0]) and len(str(out[0])) < 400
+
+
+@pytest.mark.parametrize("done", [False, True])
+def test_stream_that_ends_without_any_text_is_an_error(llm_server, make_client, done):
+    """llama.cpp's server answers 200 and ends the stream without data when the prompt exceeds its context:
+    an LLMError, never an empty answer (what tests/test_llm_integration.py's helper now insists on)."""
+    llm_server.script(sse_reply([], done=done))
+    got, exc = consume(make_client(llm_server.base_url).stream(MSGS))
+    assert got == [] and exc is not None and "ended without an answer" in str(exc)
