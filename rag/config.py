@@ -51,6 +51,10 @@ class Settings:
     parallel_legs: bool = True
     dedup_threshold: float = 0.9
     top_k: int = 5
+    # Extractive answerer's reader model (sentence ranker + span scorer, eval/train_reader.py):
+    # "" = the bundled rag/models/reader.json, a path, or "off" for the overlap ranking. A missing
+    # file also means the overlap ranking.
+    extractive_model: str = ""
     # Chat endpoint (OpenAI-compatible); empty base_url = extractive answers.
     llm_base_url: str = ""
     llm_model: str = ""

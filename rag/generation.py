@@ -16,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Iterator, Sequence
 
+from . import extractive
 from .citations import Renumberer, check_claims
 from .config import Settings
 from .llm import ChatClient, LLMConfig, LLMError, redact_url
@@ -195,6 +196,21 @@ class Assistant:
         if client is None and settings.llm_base_url:
             client = ChatClient(LLMConfig.from_settings(settings))
         self.client = client
+        self._reader: extractive.Reader | None | bool = False  # False: not loaded yet
+
+    @property
+    def reader(self) -> extractive.Reader | None:
+        """The extractive reader model, loaded on first use; None = the overlap answerer."""
+        if self._reader is False:
+            m = self.settings.extractive_model
+            self._reader = None if m == "off" else extractive.load_reader(m or None)
+        return self._reader  # type: ignore[return-value]
+
+    def extractive(self, question: str, hits: Sequence[Hit]) -> str:
+        reader = self.reader
+        if reader is None:
+            return extractive_answer(self.retriever, question, hits)
+        return extractive.extractive_answer(question, hits, extractive.index_idf(self.retriever), reader)
 
     @property
     def model_label(self) -> str:
@@ -268,7 +284,7 @@ class Assistant:
         yield "answer", draft.finish(text, "refused", [])
 
     def _extract(self, draft: "_Draft", english: bool) -> Iterator[tuple[str, object]]:
-        body = extractive_answer(self.retriever, draft.standalone, draft.hits)
+        body = self.extractive(draft.standalone, draft.hits)
         r = Renumberer(len(draft.hits))
         body = r.feed(body) + r.flush()
         text = self.prompts.lang("extractive", english) + "\n\n" + body

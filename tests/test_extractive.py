@@ -1,0 +1,143 @@
+"""Extractive answers that lead with the answer: question types, spans, the learned ranker, the
+model file (bundled, absent, broken) and the hook in the assistant. Passages are hand-written."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from rag import extractive as ex
+
+PG_Q = "PostgreSQLのインデックスを見直したとき、p95はどれくらい下がった？"
+PG_SOURCES = [
+    "注文履歴の API が遅いという問い合わせが増えたので、PostgreSQL 13 のインデックスを見直しました。"
+    "対象のテーブルは約4,800万行あります。",
+    "## 結果\n注文履歴 API の p95 レイテンシは 320ms から 85ms に下がりました。ディスク使用量も約14GB減りました。",
+]
+DATE_Q = "Ruby 2.0.0 が公開されたのはいつですか？"
+DATE_SOURCES = [
+    "Ruby 2.0.0 の公開について、開発チームからのお知らせです。Ruby 2.0.0 は 2013年2月24日 に公開されました。"
+    "ダウンロードは公式サイトからどうぞ。",
+]
+
+
+@pytest.fixture(scope="module")
+def reader():
+    r = ex.load_reader()
+    assert r is not None, "the bundled model rag/models/reader.json is missing"
+    return r
+
+
+def test_question_type_and_focus():
+    assert ex.question_type(DATE_Q) == "when"
+    assert ex.question_type("最新のバージョンはいくつ？") == "version"
+    assert ex.question_type("この記事を書いたのは誰ですか") == "who"
+    assert ex.question_type("会場はどこでしたか？") == "where"
+    assert ex.question_type(PG_Q) == "number"
+    assert ex.question_type("なぜ遅かったのですか") == "reason"
+    assert ex.question_type("Ruby を触ってみた感想") == ""
+    assert ex.question_focus(PG_Q) == "p95はどれくらい下がった?"
+    assert ex.question_focus("芥川賞の受賞者は誰なの?") == "芥川賞の受賞者は誰なの?"
+
+
+def test_span_candidates_hold_dates_versions_numbers_and_names():
+    s = "手塚治虫は2005年6月17日に Ruby 2.7.0 を試し、p95 は 320ms → 85ms になった。"
+    texts = {sp.text for sp in ex.span_candidates("いつ試しましたか", s)}
+    assert "2005年6月17日" in texts
+    assert any("2.7.0" in t for t in ex.span_candidates("どのバージョン？", s) for t in [t.text])
+    assert any(t.text.replace(" ", "") == "320ms→85ms" for t in ex.span_candidates("p95はどれくらい？", s))
+    person = [sp for sp in ex.span_candidates("誰が試した？", s) if sp.person]
+    assert [sp.text for sp in person] == ["手塚治虫"]
+
+
+def test_candidates_skip_headings_code_short_and_repeated_sentences():
+    cands = ex.candidates(["# 見出し\n本文の一文目です。短い。\n```\ncode()\n```", "本文の一文目です。別の文です。"])
+    assert [(c.source_n, c.sentence) for c in cands] == [(1, "本文の一文目です。"), (2, "別の文です。")]
+
+
+def test_ranker_prefers_the_answering_sentence_to_the_one_echoing_the_question(reader):
+    ranked = ex.rank_sentences(PG_Q, PG_SOURCES, None, reader)
+    assert "85ms" in ranked[0][1]
+    assert ranked[0][0] == 2
+    scores = [r[2] for r in ranked]
+    assert scores == sorted(scores, reverse=True) and all(0 < x < 1 for x in scores)
+    # the overlap ranking (no model) picks the intro, which repeats the question's words
+    assert "85ms" not in ex.rank_sentences(PG_Q, PG_SOURCES, None, None)[0][1]
+
+
+def test_answer_leads_with_the_span_when_the_span_model_is_confident(reader):
+    sure = dataclasses.replace(reader, span_threshold=0.0)
+    span, p = ex.answer_span(DATE_Q, ex.rank_sentences(DATE_Q, DATE_SOURCES, None, sure)[0][1], sure)
+    assert "2013年2月24日" in span and 0 < p < 1
+    body = ex.extractive_answer(DATE_Q, DATE_SOURCES, None, sure)
+    first = body.split("\n")[0]
+    assert first.startswith(f"{span}[1]：") and first.endswith("[1]。")
+    assert "2013年2月24日 に公開されました" in first
+    never = dataclasses.replace(reader, span_threshold=1.01)
+    assert not ex.extractive_answer(DATE_Q, DATE_SOURCES, None, never).startswith(span)
+    # untyped and why-questions get no span
+    assert ex.answer_span("なぜ公開が遅れたのですか", "公開は2013年2月24日でした。", sure) is None
+
+
+def test_reader_file_round_trip_and_clear_errors(reader, tmp_path):
+    p = tmp_path / "r.json"
+    reader.save(p)
+    back = ex.Reader.load(p)
+    X = ex.features(PG_Q, ex.candidates(PG_SOURCES), lambda t: 1.0)
+    assert np.allclose(back.sentence.predict(X), reader.sentence.predict(X), atol=1e-5)
+    assert back.span_threshold == pytest.approx(reader.span_threshold, abs=1e-4)
+    assert ex.load_reader(tmp_path / "absent.json") is None
+    (tmp_path / "broken.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(ValueError, match="broken.json"):
+        ex.load_reader(tmp_path / "broken.json")
+    d = json.loads(p.read_text(encoding="utf-8"))
+    d["sentence"]["features"] = d["sentence"]["features"][:-1]
+    (tmp_path / "old.json").write_text(json.dumps(d), encoding="utf-8")
+    with pytest.raises(ValueError, match="other features"):
+        ex.load_reader(tmp_path / "old.json")
+
+
+def test_assistant_uses_the_model_and_falls_back_without_it(retriever, settings, tmp_path):
+    from rag.generation import Assistant, extractive_answer
+
+    hits = retriever.search(PG_Q, settings.top_k)
+    with_model = Assistant(settings, retriever)
+    assert with_model.reader is not None
+    body = with_model.extractive(PG_Q, hits)
+    assert "85ms" in body.split("\n")[0].replace(" ", "")
+    for missing in (settings.replace(extractive_model=str(tmp_path / "none.json")),
+                    settings.replace(extractive_model="off")):
+        a = Assistant(missing, retriever)
+        assert a.reader is None
+        assert a.extractive(PG_Q, hits) == extractive_answer(retriever, PG_Q, hits)
+    ans = with_model.ask(PG_Q)
+    assert ans.mode == "extractive" and ans.citations and all(c["supported"] for c in ans.citations)
+
+
+def test_training_script_fits_a_loadable_reader(tmp_path):
+    """eval/train_reader.py end to end on a hand-made SQuAD-format set (the real one is ../shared)."""
+    import subprocess
+    import sys
+
+    paras = []
+    for i in range(12):
+        ctx = (f"第{i}号機の開発は順調だった。第{i}号機は{2000 + i}年{i % 12 + 1}月に完成した。"
+               f"設計者はタナカ{i}である。部品は{100 + i}個ある。")
+        paras.append({"context": ctx, "qas": [
+            {"id": f"q{i}a", "question": f"第{i}号機が完成したのはいつ?",
+             "answers": [{"text": f"{2000 + i}年{i % 12 + 1}月", "answer_start": ctx.index(f"{2000 + i}年")}]},
+            {"id": f"q{i}b", "question": f"第{i}号機の部品はいくつ?",
+             "answers": [{"text": f"{100 + i}個", "answer_start": ctx.index(f"{100 + i}個")}]}]})
+    data = {"data": [{"title": f"t{j}", "paragraphs": paras[j * 3:(j + 1) * 3]} for j in range(4)]}
+    (tmp_path / "jaquad_train_0000.json").write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    out = tmp_path / "reader.json"
+    root = ex.DEFAULT_MODEL.parents[2]
+    subprocess.run([sys.executable, str(root / "eval" / "train_reader.py"), "--train", str(tmp_path),
+                    "--out", str(out)], check=True, capture_output=True, cwd=root)
+    r = ex.load_reader(out)
+    assert r is not None and r.span is not None and r.meta["script"] == "eval/train_reader.py"
+    ranked = ex.rank_sentences("第3号機が完成したのはいつ?", ["第3号機の開発は順調だった。第3号機は2003年4月に完成した。"], None, r)
+    assert "2003年4月" in ranked[0][1]
