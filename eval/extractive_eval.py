@@ -61,6 +61,7 @@ def main() -> int:
     ap.add_argument("--index")
     ap.add_argument("--cache", required=True, help="JSON of retrieved passages (written if absent)")
     ap.add_argument("--model", default=None, help="reader model JSON (default: the bundled one); 'none' = overlap ranking")
+    ap.add_argument("--passages", type=int, default=3, help="passages whose sentences are ranked (default 3)")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--show", type=int, default=0, help="print N failures")
     args = ap.parse_args()
@@ -89,9 +90,9 @@ def main() -> int:
             return table.get(term, top)
 
         old_ok = contains_answer(first_sentence(c["old"]), q["answers"])
-        body = extractive_answer(q["question"], c["texts"], idf, ranker)
+        body = extractive_answer(q["question"], c["texts"], idf, ranker, max_passages=args.passages)
         new_ok = contains_answer(first_sentence(body), q["answers"])
-        ranked = rank_sentences(q["question"], c["texts"], idf, ranker)
+        ranked = rank_sentences(q["question"], c["texts"], idf, ranker, args.passages)
         lead_ok = bool(ranked) and contains_answer(ranked[0][1], q["answers"])
         oracle += any(contains_answer(s, q["answers"]) for _, s, _ in ranked)
         span = answer_span(q["question"], ranked[0][1], ranker) if ranked else None

@@ -243,6 +243,29 @@ class Candidate:
 _defuse = defuse_markers
 
 
+_MD_LINK = re.compile(r"!?\[([^\]\n]*)\]\([^)\s]*(?:\s+\"[^\"]*\")?\)|!?\[([^\]\n]*)\]\[[^\]\n]*\]")
+_MD_ESCAPE = re.compile(r"\\([\\`*_{}\[\]()#+\-.!|])")
+_URL = re.compile(r"https?://[^\s)\]」』>]+")
+
+
+def plain_line(line: str) -> str:
+    """Markdown link syntax and escapes out of a line (`[CVE-2024-1](https://…)` -> `CVE-2024-1`),
+    so a URL's `?` does not end a sentence and the reader quotes what the post's reader sees."""
+    line = _MD_LINK.sub(lambda m: m.group(1) if m.group(1) is not None else m.group(2), line)
+    return _MD_ESCAPE.sub(r"\1", line)
+
+
+def _split_keeping_urls(line: str) -> list[str]:
+    urls: list[str] = []
+
+    def hide(m: re.Match) -> str:
+        urls.append(m.group(0))
+        return f"\x00{len(urls) - 1}\x00"
+
+    hidden = _URL.sub(hide, line)
+    return [re.sub(r"\x00(\d+)\x00", lambda m: urls[int(m.group(1))], s) for s in split_sentences(hidden)]
+
+
 def passage_sentences(text: str) -> list[str]:
     """Answerable sentences of a passage: no headings, no code, nothing shorter than 6 chars."""
     out, in_code = [], False
@@ -252,8 +275,8 @@ def passage_sentences(text: str) -> list[str]:
             continue
         if in_code or line.lstrip().startswith("#"):
             continue
-        for s in split_sentences(line):
-            s = s.strip()
+        for s in _split_keeping_urls(plain_line(line)):
+            s = s.strip().lstrip(":：").strip()
             if len(s) >= 6:
                 out.append(s)
     return out
@@ -536,11 +559,12 @@ def _cite(sentence: str, n: int) -> str:
 
 
 def extractive_answer(question: str, sources: Sequence, idf: Callable[[str], float] | None = None,
-                      reader: Reader | None = None, max_chars: int = 320) -> str:
+                      reader: Reader | None = None, max_chars: int = 320,
+                      max_passages: int = MAX_PASSAGES) -> str:
     """Lead with the answer: the best sentence, prefixed by the short span a typed question asks
     for when the span model is confident (`17mm[1]：精莢の長さは…17mm…[1]。`), then the next best
     sentences while room is left and they score at least half as well; each cited `[n]`."""
-    ranked = rank_sentences(question, sources, idf, reader)
+    ranked = rank_sentences(question, sources, idf, reader, max_passages)
     if not ranked:
         return ""
     n, best, best_score = ranked[0]
