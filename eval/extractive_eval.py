@@ -7,6 +7,7 @@ and is cached in --cache, so the answerer can be re-scored quickly after retrain
 
     python eval/extractive_eval.py ../shared/bench/jaquad/eval-questions.jsonl --index /tmp/idx-jaquad \
         --cache /tmp/jq-hits.json [--model rag/models/reader.json] [--json]
+    python eval/extractive_eval.py --from-eval REPORT_DIR   # the same figure from `rag eval --out REPORT_DIR`
 """
 
 from __future__ import annotations
@@ -55,7 +56,26 @@ def _terms(question: str) -> set[str]:
     return set(bigram_tokens(question))
 
 
+def from_eval(report_dir: str) -> dict:
+    """first_sentence_contains_gold over the answerable, non-refused records of `rag eval --out`."""
+    recs = [json.loads(line) for line in (Path(report_dir) / "questions.jsonl").read_text(encoding="utf-8").splitlines()
+            if line.strip()]
+    ok = []
+    for r in recs:
+        if not r["answerable"] or r.get("mode") == "refused" or "answer" not in r:
+            continue
+        body = r["answer"].split("\n\n", 1)[1] if r.get("mode") == "extractive" and "\n\n" in r["answer"] else r["answer"]
+        ok.append(contains_answer(first_sentence(body), r["answers"]))
+    n_answerable = sum(r["answerable"] for r in recs)
+    return {"report": report_dir, "n_answerable": n_answerable, "n_answered": len(ok),
+            "first_sentence_contains_gold": round(sum(ok) / max(1, len(ok)), 4),
+            "first_sentence_contains_gold_all_answerable": round(sum(ok) / max(1, n_answerable), 4)}
+
+
 def main() -> int:
+    if len(sys.argv) == 3 and sys.argv[1] == "--from-eval":
+        print(json.dumps(from_eval(sys.argv[2]), ensure_ascii=False))
+        return 0
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("questions")
     ap.add_argument("--index")

@@ -3,7 +3,7 @@
 Without a chat endpoint the assistant quotes the archive. Ranking sentences by keyword overlap or
 e5 cosine alone puts the answer first about a quarter of the time on a real blog: the sentence
 that repeats the question's words is often not the one that answers it. `rank_sentences` scores
-every sentence of the top passages with a small learned model (a 32-unit network) over cheap features (how much of
+every sentence of the top passages with a small logistic model over cheap features (how much of
 the question the sentence and its neighbours cover, how the sentence compares with the rest of the
 pool, whether it holds what the question asks for -- a date for いつ, a number for いくつ, a name
 for 誰 -- that the question does not already contain, its passage's rank). The model is fitted on
@@ -317,7 +317,7 @@ FEATURES = (
     *(f"match_{t}" for t in QTYPES if t != "reason"),
     "match_new", "cov_x_match", "chars_gap", "streak_gap", "window_gap", "prev_is_best", "new_x_chars",
     "new_x_window", "log_q_len", "focus_cov", "focus_gap", "focus_window", "focus_share",
-    "typed_near_focus", "typed_near_focus_gap",
+    "typed_near_focus", "typed_near_focus_gap", "local_cov", "local_gap", "local_window", "local_focus",
 )
 _CONTENT_CHAR = re.compile(r"[\u30a0-\u30ff\u3400-\u9fffA-Za-z0-9]")
 
@@ -385,6 +385,18 @@ def features(question: str, cands: Sequence[Candidate], idf: Callable[[str], flo
     f_total = sum(focus.values()) or 1.0
     fcov = [sum(w for t, w in focus.items() if t in ts) / f_total for ts in toks]
     best_f = max(fcov, default=0.0)
+    # the same coverage with the question's terms weighted by their rarity within this pool: terms
+    # that every sentence repeats (the post's topic, a CVE id) say little about which one answers
+    df: dict[str, int] = {}
+    for ts in toks:
+        for t in q_terms & ts:
+            df[t] = df.get(t, 0) + 1
+    n_pool = len(cands)
+    local = {t: w * math.log(1 + n_pool / (1 + df.get(t, 0))) for t, w in weights.items()}
+    l_total = sum(local.values()) or 1.0
+    lcov = [sum(w for t, w in local.items() if t in ts) / l_total for ts in toks]
+    best_l = max(lcov, default=0.0)
+    l_focus = [sum(w for t, w in local.items() if t in ts and t in focus) / l_total for ts in toks]
     q_norm = _norm(question)
     near = [_typed_near_focus(qtype, c.sentence, focus, q_norm) for c in cands]
     best_near = max(near, default=0.0)
@@ -422,7 +434,8 @@ def features(question: str, cands: Sequence[Candidate], idf: Callable[[str], flo
                match_new, cov[i] * m, chars - best_chars, streak_all[i] - best_streak, cov_w - best_window,
                float(ip is not None and cov[ip] >= best and best > 0), new_share * chars, new_share * cov_w,
                math.log1p(len(q_norm)) / 5, fcov[i], fcov[i] - best_f,
-               max(fcov[i], fcov[ip] if ip is not None else 0.0), f_total / total, near[i], near[i] - best_near]
+               max(fcov[i], fcov[ip] if ip is not None else 0.0), f_total / total, near[i], near[i] - best_near,
+               lcov[i], lcov[i] - best_l, max(lcov[i], lcov[ip] if ip is not None else 0.0), l_focus[i]]
         rows.append(row)
     return np.asarray(rows, dtype=np.float64).reshape(len(cands), len(FEATURES))
 
