@@ -99,7 +99,6 @@ _SPAN_RES: dict[str, re.Pattern] = {
                         r"センター|ビル|地方|半島|山|川|湖|城)|[\u30a0-\u30ff・ー]{2,}|[A-Z][A-Za-z.\-]+(?:\s+[A-Z][A-Za-z.\-]+)*"),
     "term": re.compile(r"「[^」]{1,40}」|『[^』]{1,40}』|[\u30a0-\u30ff・ー]{2,}|[A-Za-z][A-Za-z0-9_.+#\-]*(?:\s+[A-Z][A-Za-z0-9_.+#\-]*)*"),
 }
-_SPAN_RES["where"] = _SPAN_RES["where"]
 
 
 normalize_for_match = normalize  # NFKC, lower case, no whitespace: as `rag eval` compares answers
