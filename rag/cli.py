@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("ingest", help="index a folder of Markdown posts (incremental)")
-    p.add_argument("path", help="folder of *.md / *.markdown posts")
+    p.add_argument("path", help="folder of *.md / *.markdown posts, or a Jekyll or Hugo site's root")
     _add_index(p)
     p.add_argument("--rebuild", action="store_true", help="rebuild from scratch (e.g. after changing the embedder)")
     p.add_argument("--allow-mass-delete", action="store_true",
@@ -123,6 +123,11 @@ def cmd_ingest(args: argparse.Namespace, s: Settings) -> int:
         print(f"{rep.posts_seen} posts seen: {rep.posts_added} added, {rep.posts_updated} updated, "
               f"{rep.posts_removed} removed, {rep.posts_unchanged} unchanged; {rep.chunks_embedded} chunks embedded, "
               f"{rep.chunks_total} in the index ({rep.seconds:.1f} s) -> {s.index_dir}")
+        if rep.site:
+            print(f"  read as a {rep.site.capitalize()} site: {len(rep.excluded)} not published (drafts, "
+                  f"published: false, future), {len(rep.redirects)} redirect stubs")
+        for r in rep.redirects:
+            print(f"  redirect {r['path']} -> {r['redirect_to']}")
         for sk in rep.skipped:
             print(f"  skipped {sk['path']}: {sk['error']}")
         for w in rep.warnings:

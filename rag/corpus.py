@@ -34,6 +34,14 @@ class PostError(Exception):
     """A post that cannot be indexed; the message says why."""
 
 
+class PostExcluded(PostError):
+    """A file the site's generator does not publish as a post (draft, unpublished, redirect stub)."""
+
+    def __init__(self, reason: str, redirect: str | None = None):
+        super().__init__(reason)
+        self.redirect = redirect
+
+
 @dataclass
 class Post:
     post_id: str
@@ -245,11 +253,28 @@ def short_repr(value: Any, limit: int = 200) -> str:
 
 
 _FM_RE = re.compile(r"\A---[ \t]*\r?\n(.*?)(?:\r?\n)?^(?:---|\.\.\.)[ \t]*$\r?\n?", re.S | re.M)
+_TOML_FM_RE = re.compile(r"\A\+\+\+[ \t]*\r?\n(.*?)(?:\r?\n)?^\+\+\+[ \t]*$\r?\n?", re.S | re.M)
+
+
+def _split_toml_front_matter(text: str) -> tuple[dict[str, Any], str]:
+    """Hugo's `+++` TOML front matter."""
+    import tomllib
+
+    m = _TOML_FM_RE.match(text)
+    if not m:
+        raise PostError("front matter starts with '+++' but has no closing '+++' line")
+    try:
+        meta = tomllib.loads(m.group(1))
+    except tomllib.TOMLDecodeError as exc:
+        raise PostError(f"invalid TOML front matter: {exc}") from exc
+    return meta, text[m.end():]
 
 
 def split_front_matter(text: str) -> tuple[dict[str, Any], str]:
     """Split YAML front matter from the body. Posts without front matter are allowed."""
     text = text.lstrip("\ufeff")
+    if text.startswith("+++"):
+        return _split_toml_front_matter(text)
     if not text.startswith("---"):
         return {}, text
     m = _FM_RE.match(text)
@@ -332,22 +357,38 @@ def _scalar_text(name: str, value: Any, warnings: list[str]) -> str | None:
     return s or None
 
 
-def parse_post(text: str, post_id: str, path: str) -> Post:
-    """Turn decoded text into a cleaned Post (raises PostError when nothing indexable is left)."""
+def parse_post(text: str, post_id: str, path: str, site=None, rel: str | None = None) -> Post:
+    """Turn decoded text into a cleaned Post (raises PostError when nothing indexable is left).
+
+    With a `site` (rag.sites.Site), date, categories and URL are the generator's, and a file it
+    does not publish raises PostExcluded.
+    """
+    from .sites import site_post, strip_markup
+
     meta, body = split_front_matter(text)
     warnings: list[str] = []
+    sp = None
+    if site is not None:
+        sp = site_post(site, rel or post_id, meta, body)
+        if sp.redirect is not None:
+            raise PostExcluded(f"redirect to {sp.redirect}", redirect=sp.redirect)
+        if sp.excluded:
+            raise PostExcluded(sp.excluded)
+        warnings += sp.warnings
     title = _scalar_text("title", meta.get("title"), warnings)
     date = None
-    if "date" in meta and meta["date"] is not None:
+    if sp is not None:
+        date = sp.date
+    elif "date" in meta and meta["date"] is not None:
         date = parse_date(meta["date"])
         if date is None:
             warnings.append(f"date: {short_repr(meta['date'])} is not a date; field dropped")
-    url = None
-    for key in ("permalink", "url", "source_url"):
+    url = sp.url if sp is not None else None
+    for key in ("permalink", "url", "source_url") if sp is None else ():
         url = _scalar_text(key, meta.get(key), warnings)
         if url:
             break
-    body = clean_body(body)
+    body = clean_body(strip_markup(body, site.kind if site is not None else None))
     if not body.strip():
         raise PostError("no body text (front matter only or only artifacts)")
     return Post(
@@ -356,7 +397,8 @@ def parse_post(text: str, post_id: str, path: str) -> Post:
         title=title or _first_heading(body) or post_id.rsplit("/", 1)[-1],
         body=body,
         date=date,
-        categories=_string_list("categories", meta.get("categories", meta.get("category")), warnings),
+        categories=sp.categories if sp is not None else _string_list(
+            "categories", meta.get("categories", meta.get("category")), warnings),
         tags=_string_list("tags", meta.get("tags"), warnings),
         author=_scalar_text("author", meta.get("author"), warnings),
         excerpt=_scalar_text("excerpt", meta.get("excerpt"), warnings),
@@ -370,11 +412,11 @@ def _first_heading(body: str) -> str | None:
     return m.group(1).strip() if m else None
 
 
-def read_post(path: Path, root: Path, max_bytes: int = MAX_POST_BYTES) -> Post:
+def read_post(path: Path, root: Path, max_bytes: int = MAX_POST_BYTES, site=None) -> Post:
     """Read, decode and parse one file; raises PostError naming what is wrong."""
     data = read_limited(safe_post_path(root, path), max_bytes)
     text = decode_bytes(data)
-    return parse_post(text, post_id_for(path, root), str(path))
+    return parse_post(text, post_id_for(path, root), str(path), site, path.relative_to(root).as_posix())
 
 
 # ---------------------------------------------------------------- cleaning

@@ -19,11 +19,12 @@ import numpy as np
 
 from .chunking import chunk_post
 from .config import Settings
-from .corpus import Post, PostError, clip, iter_post_files, post_id_for, read_post
+from .corpus import Post, PostError, PostExcluded, clip, iter_post_files, post_id_for, read_post
 from .embedding import Embedder, embed_in_batches
 from .index import (SCHEMA_VERSION, GenerationWriter, UnusableIndex, NewChunk, WriterLock, connect,
                     current_generation)
 from .keyword import get_tokenizer
+from .sites import detect_site, is_candidate
 
 
 @dataclass
@@ -37,6 +38,9 @@ class IngestReport:
     chunks_total: int = 0
     skipped: list[dict] = field(default_factory=list)
     warnings: list[dict] = field(default_factory=list)
+    site: str = ""  # "jekyll" or "hugo" when the folder is a site (rag.sites), "" for a plain folder
+    excluded: list[dict] = field(default_factory=list)   # {path, reason}: drafts, published: false, future
+    redirects: list[dict] = field(default_factory=list)  # {path, redirect_to}: redirect stubs
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
     bm25: str = ""  # "updated" (previous postings reused) or "rebuilt"
@@ -174,9 +178,13 @@ def _parse_posts(root: Path, settings: Settings, report: IngestReport,
     posts: dict[str, Post] = {}
     present: set[str] = set()
     first_path: dict[str, str] = {}
+    site = detect_site(root)
+    report.site = site.kind if site else ""
     for path, problem in iter_post_files(root):
-        report.posts_seen += 1
         rel = str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+        if site is not None and not problem and not is_candidate(site, Path(rel).as_posix()):
+            continue  # a page, a layout, a README: the generator makes no post of it
+        report.posts_seen += 1
         if problem:
             report.skipped.append({"path": rel, "error": problem})
             present |= _kept_ids(path, root, indexed)
@@ -188,7 +196,14 @@ def _parse_posts(root: Path, settings: Settings, report: IngestReport,
         first_path[pid] = rel
         present.add(pid)
         try:
-            post = read_post(path, root, int(settings.max_post_mb * 2**20))
+            post = read_post(path, root, int(settings.max_post_mb * 2**20), site)
+        except PostExcluded as exc:  # not published: leaves the index if it was there
+            present.discard(pid)
+            if exc.redirect is not None:
+                report.redirects.append({"path": rel, "redirect_to": exc.redirect})
+            else:
+                report.excluded.append({"path": rel, "reason": str(exc)})
+            continue
         except Exception as exc:  # one bad post never stops the ingest
             report.skipped.append({"path": rel, "error": post_failure(exc)})
             continue
