@@ -96,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_index(p)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    p.add_argument("--watch", metavar="POSTS_OR_SITE",
+                   help="re-ingest this folder or site when its files change (debounced; the server switches "
+                        "to each newly published index by itself)")
 
     p = sub.add_parser("feedback", help="readers' thumbs up/down stored by the web UI")
     p.add_argument("action", choices=("export",), help="export: print the feedback")
@@ -269,12 +272,46 @@ def cmd_show(args: argparse.Namespace, s: Settings) -> int:
 
 def cmd_serve(args: argparse.Namespace, s: Settings) -> int:
     from .app import parse_auth, serve
+    from .index import current_generation
+    from .live import SiteWatcher, log_to_stderr
 
     auth = parse_auth(s.auth)
     if not 0 < args.port < 65536:
         return _die(f"--port must be between 1 and 65535, got {args.port}")
-    serve(open_assistant(s), s, host=args.host, port=args.port, auth=auth)
+    log_to_stderr()
+    watcher = None
+    if args.watch:
+        if not Path(args.watch).is_dir():
+            return _die(f"--watch: not a folder: {args.watch}")
+        watcher = SiteWatcher(Path(args.watch), s, _watched_ingest(Path(args.watch), s))
+        if current_generation(Path(s.index_dir)) is None:  # nothing to serve yet: ingest first
+            watcher.run_ingest()
+    live = open_live(s)
+    if watcher is not None:
+        watcher.start(initial=watcher.runs == 0)
+    serve(live, s, host=args.host, port=args.port, auth=auth)
     return 0
+
+
+def open_live(s: Settings):
+    """The assistant `rag serve` uses: it follows the index's newly published generations."""
+    from .live import open_live_assistant
+
+    return open_live_assistant(s).start()
+
+
+def _watched_ingest(root: Path, s: Settings) -> Callable[[], object]:
+    """An ingest of root for the watcher; the document embedder is loaded on the first run and kept."""
+    from .ingest import ingest
+
+    loaded: list = []
+
+    def run():
+        if not loaded:
+            loaded.append(open_document_embedder(s))
+        return ingest(root, Path(s.index_dir), s, loaded[0])
+
+    return run
 
 
 def cmd_feedback(args: argparse.Namespace, s: Settings) -> int:

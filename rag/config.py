@@ -83,6 +83,11 @@ class Settings:
     llm_retry_budget: float = 10.0
     prompts_dir: str = ""
     lock_timeout: float = 0.0
+    # `rag serve`: seconds between checks of the index's CURRENT for a newly published generation,
+    # and for `--watch PATH`: seconds between scans of PATH and quiet seconds before re-ingesting.
+    reload_poll_s: float = 1.0
+    watch_poll_s: float = 1.0
+    watch_debounce_s: float = 2.0
     # Login for `rag serve`: "user:password" (RAG_AUTH); empty = no login.
     auth: str = dataclasses.field(default="", repr=False)
 

@@ -6,6 +6,8 @@ Layout of an index directory:
     gen-<stamp>/     meta.sqlite, vectors.faiss, bm25_{indptr,indices,data,tf,lengths,idf,ids}.npy,
                      bm25_vocab.json
     .lock            held (flock) by the one writer
+    readers/         one lease file per open reader: `<generation>@<host>@<pid>@<random>`; clean-up
+                     keeps every generation a live lease names
 
 A writer builds a complete new generation beside the live one and only then switches CURRENT,
 so a killed ingest leaves the previous index untouched; readers never see a half-written one.
@@ -17,11 +19,13 @@ import fcntl
 import json
 import os
 import shutil
+import socket
 import sqlite3
 import threading
 import time
 import urllib.parse
 import uuid
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -174,6 +178,61 @@ def current_generation(index_dir: Path) -> Path | None:
         return None
     gen = index_dir / name
     return gen if (gen / "meta.sqlite").exists() else None
+
+
+LEASE_DIR = "readers"
+LEASE_TTL_S = 600.0  # a lease written on another host counts while its file was touched this recently
+
+
+class ReaderLease:
+    """A file saying "a reader in this process has generation G open": clean-up never removes G while
+    the process lives (same host) or, for a reader on another host, while the lease is refreshed."""
+
+    def __init__(self, index_dir: Path, gen_name: str):
+        d = Path(index_dir) / LEASE_DIR
+        d.mkdir(exist_ok=True)
+        self.gen_name = gen_name
+        self.path = d / f"{gen_name}@{socket.gethostname()}@{os.getpid()}@{uuid.uuid4().hex[:8]}"
+        self.path.touch()
+
+    def refresh(self) -> None:
+        try:
+            os.utime(self.path)
+        except FileNotFoundError:
+            self.path.touch()
+
+    def release(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _lease_alive(path: Path, host: str, pid: str) -> bool:
+    if host == socket.gethostname():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return False
+        except (PermissionError, ValueError, OverflowError):
+            return True
+        return True
+    try:
+        return time.time() - path.stat().st_mtime < LEASE_TTL_S
+    except FileNotFoundError:
+        return False
+
+
+def leased_generations(index_dir: Path) -> set[str]:
+    """Names of generations that a live reader holds; stale leases (dead processes) are removed."""
+    d = Path(index_dir) / LEASE_DIR
+    out: set[str] = set()
+    for p in d.iterdir() if d.is_dir() else ():
+        parts = p.name.split("@")
+        if len(parts) != 4:
+            continue
+        if _lease_alive(p, parts[1], parts[2]):
+            out.add(parts[0])
+        else:
+            p.unlink(missing_ok=True)
+    return out
 
 
 class WriterLock:
@@ -422,8 +481,9 @@ class GenerationWriter:
             shutil.rmtree(self.gen, ignore_errors=True)
 
     def _collect_garbage(self) -> None:
-        """Keep the new and the previous generation (a reader may still be opening it); drop the rest."""
-        keep = {self.gen.name, self.live.name if self.live else ""}
+        """Keep the new and the previous generation (a reader may still be opening it) and every
+        generation a live reader holds a lease on; drop the rest."""
+        keep = {self.gen.name, self.live.name if self.live else ""} | leased_generations(self.index_dir)
         for p in self.index_dir.iterdir():
             if p.is_dir() and p.name.startswith("gen-") and p.name not in keep:
                 shutil.rmtree(p, ignore_errors=True)
@@ -438,9 +498,29 @@ class IndexReader:
         import faiss
 
         self.index_dir = Path(index_dir)
-        gen = current_generation(self.index_dir)
-        if gen is None:
-            raise UnusableIndex(f"no index at {self.index_dir}: run `rag ingest PATH --index {self.index_dir}` first")
+        self.lease: ReaderLease | None = None
+        for attempt in range(3):
+            gen = current_generation(self.index_dir)
+            if gen is None:
+                raise UnusableIndex(f"no index at {self.index_dir}: run `rag ingest PATH --index {self.index_dir}` "
+                                    f"first")
+            try:  # the lease comes first: from then on clean-up leaves this generation alone
+                self.lease = ReaderLease(self.index_dir, gen.name)
+            except OSError:
+                self.lease = None  # a read-only index directory: nobody cleans it up either
+            try:
+                self._open(gen, faiss)
+                break
+            except BaseException as exc:
+                if self.lease is not None:
+                    self.lease.release()
+                # removed before the lease was seen: read CURRENT again
+                if attempt == 2 or not isinstance(exc, (OSError, RuntimeError, sqlite3.Error)):
+                    raise
+        # the lease lasts as long as this object (also when nobody calls close())
+        self._finalizer = weakref.finalize(self, self.lease.release) if self.lease else None
+
+    def _open(self, gen: Path, faiss) -> None:
         self.gen = gen
         self._local = threading.local()
         self._conns: list[sqlite3.Connection] = []
@@ -527,3 +607,5 @@ class IndexReader:
                 conn.close()
             self._conns.clear()
         self._local = threading.local()
+        if self._finalizer is not None:
+            self._finalizer()

@@ -246,7 +246,7 @@ def test_cmd_serve_reads_auth_from_settings(monkeypatch, tmp_path, capsys):
     import rag.cli
 
     calls = []
-    monkeypatch.setattr(rag.cli, "open_assistant", lambda s: "assistant")
+    monkeypatch.setattr(rag.cli, "open_live", lambda s: "assistant")
     monkeypatch.setattr(rag.app, "serve", lambda *a, **kw: calls.append((a, kw)))
     monkeypatch.setenv("RAG_AUTH", "editor:s3cret")
     assert rag.cli.main(["serve", "--index", str(tmp_path), "--port", "7999"]) == 0
