@@ -189,5 +189,62 @@ def test_rubyja_post_url_and_date(shared_dir):
     post = read_post(root / "ja/news/_posts/2026-06-30-ruby-3-4-10-released.md", root, site=site)
     assert post.post_id == "ja/news/_posts/2026-06-30-ruby-3-4-10-released"
     assert post.url == "https://www.ruby-lang.org/ja/news/2026/06/30/ruby-3-4-10-released/"
-    assert post.date[:10] == "2026-06-30"
+    assert is_candidate(site, "ja/news/_posts/2026-06-30-ruby-3-4-10-released.md")
+    assert post.date == "2026-06-30T12:00:00+00:00"  # its front matter: 2026-06-30 12:00:00 +0000
     assert "{{" not in post.body and "{%" not in post.body
+
+
+def test_ingest_a_jekyll_site_report_links_and_unpublishing(tmp_path, embedder):
+    import csv
+    import io
+    import shutil
+
+    from rag.app import format_sources_html, timeline_csv, timeline_markdown
+    from rag.config import Settings
+    from rag.index import IndexReader
+    from rag.ingest import ingest
+    from rag.retrieval import Filters, Retriever
+
+    site = tmp_path / "site"
+    shutil.copytree(JEKYLL, site)
+    idx = tmp_path / "idx"
+    s = Settings(index_dir=str(idx))
+    rep = ingest(site, idx, s, embedder)
+    assert (rep.site, rep.posts_seen, rep.posts_added, rep.skipped) == ("jekyll", 9, 5, [])
+    assert rep.redirects == [{"path": "_posts/2018-01-01-old-url.md",
+                              "redirect_to": "https://blog.example.jp/tech/2019/05/21/TechnicalDebt/"}]
+    assert sorted(e["path"] for e in rep.excluded) == ["_drafts/idea.md", "_posts/2022-01-01-unpublished.md",
+                                                       "_posts/notes.md"]
+
+    url = "https://blog.example.jp/tech/ja/news/release%20notes/2024/03/01/release/"
+    retriever = Retriever(IndexReader(idx), embedder, s)
+    hits = retriever.search("バージョン 2.0 の主な変更点は？", 3, "hybrid", Filters(since="2024-03-01"))
+    assert hits[0].post_id == "ja/news/_posts/2024-03-01-release" and hits[0].url == url
+    assert hits[0].as_dict(1)["url"] == url
+    assert f"<{url}>" in timeline_markdown("変更点", hits)
+    row = next(csv.DictReader(io.StringIO(timeline_csv(hits))))
+    assert row["url"] == url and row["date"] == "2024-03-01"
+    source = {"n": 1, "title": hits[0].title, "url": hits[0].url, "text": hits[0].text}
+    assert f'<a href="{url}" target="_blank"' in format_sources_html({"mode": "answer", "sources": [source],
+                                                                      "citations": [{"n": 1}]})
+
+    # a post that becomes unpublished leaves the index (it is not an error that keeps the old version)
+    p = site / "_posts/2019-05-21-TechnicalDebt.md"
+    p.write_text(p.read_text(encoding="utf-8").replace("layout: post", "published: false"), encoding="utf-8")
+    rep2 = ingest(site, idx, s, embedder)
+    assert rep2.posts_removed == 1 and rep2.skipped == []
+    assert IndexReader(idx).post("_posts/2019-05-21-TechnicalDebt") is None
+
+
+def test_rag_show_json_of_a_site_post(tmp_path, embedder, capsys):
+    import json
+
+    from rag.cli import main
+    from rag.config import Settings
+    from rag.ingest import ingest
+
+    idx = tmp_path / "idx"
+    ingest(JEKYLL, idx, Settings(index_dir=str(idx)), embedder)
+    assert main(["show", "_posts/2021-07-04-own-permalink", "--index", str(idx), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["date"], shown["url"]) == ("2021-07-04", "https://blog.example.jp/tech/articles/2021/own-permalink")
