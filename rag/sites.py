@@ -309,7 +309,9 @@ def jekyll_post(site: Site, rel: str, meta: dict, now: dt.datetime | None = None
             warnings.append(f"date: {meta['date']!r} is not a date; the file name's date is used")
     when = date if isinstance(date, dt.datetime) else dt.datetime(date.year, date.month, date.day, tzinfo=tz)
     now = now or dt.datetime.now(dt.timezone.utc)
-    if not site.config.get("future") and when.tzinfo is not None and when > now:
+    if when.tzinfo is None:  # no zone anywhere: compare as wall-clock times
+        now = now.replace(tzinfo=None)
+    if not site.config.get("future") and when > now:
         return SitePost(excluded=f"dated in the future ({_iso(date)}); Jekyll publishes it only with future: true")
     idx = parts.index("_posts")
     categories = _dedupe(list(parts[:idx]) + _as_list(meta.get("category")) + _as_list(meta.get("categories")))

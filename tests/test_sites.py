@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from rag.corpus import PostExcluded, iter_post_files, read_post
-from rag.sites import (detect_site, hugo_path, is_candidate, jekyll_path, jekyll_template, parse_site_date,
+from rag.sites import (Site, detect_site, hugo_path, is_candidate, jekyll_path, jekyll_template, parse_site_date,
                        site_post, slugify, strip_markup)
 
 SITES = Path(__file__).parent / "sites"
@@ -117,6 +117,10 @@ def test_future_posts_need_future_true():
     now = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
     assert site_post(site, "_posts/2024-03-01-x.md", {}, "text", now=now).excluded.startswith("dated in the future")
     assert site_post(site, "_posts/2023-03-01-x.md", {}, "text", now=now).excluded is None
+    no_zone = Site("jekyll", JEKYLL, "_config.yml", {})  # no timezone: wall-clock dates
+    assert site_post(no_zone, "_posts/2024-03-01-x.md", {}, "text", now=now).excluded.startswith("dated in")
+    future_ok = Site("jekyll", JEKYLL, "_config.yml", {"future": True})
+    assert site_post(future_ok, "_posts/2024-03-01-x.md", {}, "text", now=now).excluded is None
 
 
 def test_redirect_from_stub_without_text_is_a_redirect_but_a_real_post_is_kept():
