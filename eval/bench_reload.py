@@ -44,6 +44,7 @@ def main() -> None:
     args = ap.parse_args()
     from gradio_client import Client
 
+    from rag.corpus import split_front_matter
     from rag.sites import detect_site, site_post
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-reload-"))
@@ -71,9 +72,8 @@ def main() -> None:
             rel = posts_dir / f"{date}-bench-reload-{n}.md"
             text = POST.format(word=word, date=date, n=n)
             rel.write_text(text, encoding="utf-8")
-            import frontmatter
-
-            new_url = site_post(info, rel.relative_to(site).as_posix(), frontmatter.loads(text).metadata, text).url
+            meta, body = split_front_matter(text)
+            new_url = site_post(info, rel.relative_to(site).as_posix(), meta, body).url
             t = time.perf_counter()
             r = subprocess.run([*rag, "ingest", str(site), "--index", str(idx), "--json"], env=env,
                                capture_output=True, text=True, timeout=900)

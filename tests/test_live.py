@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 
 from rag.config import Settings
-from rag.index import LEASE_DIR, ReaderLease, leased_generations
+from rag.generation import Assistant
+from rag.index import LEASE_DIR, IndexReader, ReaderLease, leased_generations
 from rag.ingest import IngestReport, ingest
-from rag.live import SiteWatcher, open_live_assistant
-from rag.retrieval import Filters
+from rag.live import LiveAssistant, SiteWatcher
+from rag.retrieval import Filters, Retriever
 from tests.app_server import free_port, stop, wait_http
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,7 +50,8 @@ def test_live_assistant_switches_and_pinned_generation_survives_cleanup(site, tm
     s = Settings(index_dir=str(tmp_path / "idx"))
     idx = Path(s.index_dir)
     ingest(site, idx, s, embedder)
-    live = open_live_assistant(s, embedder)
+    first = Assistant(s, Retriever(IndexReader(idx), embedder, s))
+    live = LiveAssistant(first, lambda reader: Assistant(s, Retriever(reader, embedder, s)))
     first = live.generation
     assert not live.check()  # nothing new
     with live.pinned() as old:  # a question in flight on the first generation
