@@ -192,7 +192,7 @@ def test_serve_answers_from_a_new_post_without_restart(site, tmp_path):
                                 stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     try:
-        wait_http(url, proc, log)
+        wait_http(url, proc, log, timeout=300)  # a busy shared machine can take minutes to import torch + gradio
         from gradio_client import Client
 
         assert not _cited(Client(url, verbose=False).predict(QUESTION, api_name="/ask"), NEW_URL)
