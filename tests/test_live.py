@@ -104,19 +104,19 @@ def test_watcher_debounces_a_burst_of_changes_into_one_ingest(tmp_path):
         calls.append(time.monotonic())
         return IngestReport()
 
-    w = SiteWatcher(root, Settings(), fake_ingest, poll_s=0.05, debounce_s=0.6).start(initial=False)
+    w = SiteWatcher(root, Settings(), fake_ingest, poll_s=0.05, debounce_s=2.0).start(initial=False)
     try:
         for i in range(5):  # an editor saving several files in a row
             (root / f"p{i}.md").write_text(f"# 記事 {i}\n本文です。", encoding="utf-8")
-            time.sleep(0.15)
-        last_write = time.monotonic()
-        deadline = time.monotonic() + 10
+            last_write = time.monotonic()
+            time.sleep(0.1)
+        deadline = time.monotonic() + 20
         while not calls and time.monotonic() < deadline:
             time.sleep(0.05)
-        time.sleep(1.0)
-        assert len(calls) == 1 and calls[0] - last_write >= 0.5
+        time.sleep(2.5)
+        assert len(calls) == 1 and calls[0] - last_write >= 1.9  # once, after 2 s without changes
         (root / "p0.md").write_text("# 記事 0\n書き直しました。", encoding="utf-8")
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 20
         while len(calls) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert len(calls) == 2
