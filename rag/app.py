@@ -329,6 +329,7 @@ CSS = """
 @media (max-width: 640px) {
   #rag-intro { display: none; }
   #rag-chat { height: 52vh !important; }
+  #rag-ask { white-space: nowrap; }
 }
 """
 

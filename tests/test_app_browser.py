@@ -248,7 +248,7 @@ def test_reader_page_in_japanese_english_and_on_a_phone(server):
             expect(card.locator(".rag-passage mark").first).to_be_visible()
             expect(card.locator("mark").first).to_contain_text("85ms")
             assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
-            page.screenshot(path=str(ARTIFACTS / "phone-ja-open.png"), full_page=False)
+            page.screenshot(path=str(ARTIFACTS / "phone-ja-open.png"), full_page=True)
             ctx.close()
         finally:
             browser.close()
