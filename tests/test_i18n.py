@@ -42,3 +42,29 @@ def test_editors_timeline_in_japanese():
     assert "1件の記事から1か所" in md and "## 日付なし — 記事" in md and "記事：p" in md and "タグ：t" in md
     assert timeline_markdown("索引", [], "ja").splitlines()[2] == "該当する箇所は見つかりませんでした。"
     assert "No passages found." in timeline_markdown("x", [], "en")
+
+
+def test_chat_handler_writes_in_the_browser_language_unless_forced(retriever, settings, tmp_path):
+    """The server-side messages (badge, sources panel) follow Accept-Language, and ui_language overrides it."""
+    from types import SimpleNamespace
+
+    from rag.app import chat_handlers
+    from rag.feedback import FeedbackStore
+    from rag.generation import Assistant
+
+    question = "注文履歴APIのp95レイテンシはいくつに下がった？"
+    store = FeedbackStore(tmp_path / "feedback.sqlite")
+
+    def final(ui_language: str, accept: str):
+        respond, _ = chat_handlers(Assistant(settings, retriever), store, settings.replace(ui_language=ui_language))
+        out = list(respond(question, [], [], [], [], "", "", SimpleNamespace(headers={"accept-language": accept})))
+        messages, sources, _, _ = out[-1]
+        return messages[-1]["content"], sources
+
+    answer, sources = final("auto", "ja-JP,ja;q=0.9")
+    assert "<summary>抽出</summary>" in answer and "<h3>出典</h3>" in sources
+    assert "チャット用の言語モデルが設定されていない" not in answer.split("</details>", 1)[1]  # the note is the badge's
+    answer, sources = final("auto", "en-US,en;q=0.9")
+    assert "<summary>extractive</summary>" in answer and "<h3>Sources</h3>" in sources
+    answer, sources = final("ja", "en-US,en;q=0.9")
+    assert "<summary>抽出</summary>" in answer and "<h3>出典</h3>" in sources
