@@ -33,6 +33,9 @@ from .config import Settings
 from .corpus import clip
 from .feedback import FeedbackStore
 from .generation import check_question, day_label, source_label
+from .i18n import gradio_i18n, request_language, t
+from .render import (esc, format_sources_html, link_url, marked_segments, mode_badge, sources_message,
+                     starter_questions, strip_note)
 from .retrieval import Filters, Hit, parse_day
 from .text import content_bigrams, split_segments
 
@@ -49,11 +52,6 @@ _MD_LINE_START = re.compile(r"^([ \t]*)([#+=-]|\d+[.)])", re.M)
 _LEADING_WS = re.compile(r"^[ \t]+", re.M)
 
 
-def esc(text: Any) -> str:
-    """HTML-escape anything (None -> "")."""
-    return html.escape("" if text is None else str(text), quote=True)
-
-
 def md_escape(text: Any) -> str:
     """Text shown literally inside Markdown: no HTML, no links, emphasis, code, headings, lists or LaTeX."""
     t = "" if text is None else str(text)
@@ -62,14 +60,6 @@ def md_escape(text: Any) -> str:
     t = html.escape(t, quote=True)
     # leading indentation would make an (unescaped, literal) code block: keep it as non-breaking spaces
     return _LEADING_WS.sub(lambda m: "&nbsp;" * len(m.group(0).expandtabs(4)), t)
-
-
-def link_url(url: str | None) -> str | None:
-    """Only absolute http(s) URLs become links (no `javascript:`, no paths relative to this server)."""
-    if not url:
-        return None
-    u = str(url).strip()
-    return u if re.match(r"^https?://[^\s\"'<>]+$", u, re.I) else None
 
 
 # ------------------------------------------------------------------ highlighting
@@ -82,27 +72,10 @@ def bigrams(text: str) -> set[str]:
 
 def highlight_passage(passage: str, claims: Sequence[str], min_claim_share: float = 0.3,
                       min_sentence_share: float = 0.6) -> str:
-    """The passage as escaped HTML, with `<mark>` around the sentences that support the claims.
-
-    For each claim, the sentence sharing the most character bigrams with it is marked when that overlap
-    covers at least `min_claim_share` of the claim's bigrams; any sentence whose own bigrams are mostly
-    (`min_sentence_share`) in a claim is marked too (a claim spanning several sentences).
-    """
+    """The passage as escaped plain HTML, with `<mark>` around the sentences that support the claims
+    (`render.marked_segments`); the sources panel renders passages as safe Markdown instead."""
     segs = split_segments(passage)
-    grams = [bigrams(s) for s in segs]
-    marked: set[int] = set()
-    for claim in claims:
-        c = bigrams(claim)
-        if not c:
-            continue
-        overlaps = [len(g & c) for g in grams]
-        if overlaps and max(overlaps) > 0:
-            best = max(range(len(segs)), key=lambda i: overlaps[i])
-            if overlaps[best] / len(c) >= min_claim_share:
-                marked.add(best)
-        for i, g in enumerate(grams):
-            if len(g) >= 4 and overlaps[i] / len(g) >= min_sentence_share:
-                marked.add(i)
+    marked = marked_segments(segs, claims, min_claim_share, min_sentence_share)
     out = []
     for i, s in enumerate(segs):
         if i in marked:
@@ -125,80 +98,36 @@ def _n_cited(answer: Any) -> int:
     return len(_get(answer, "citations") or [])
 
 
-def format_answer_markdown(answer: Any) -> str:
-    """The chat message for a final answer: escaped text, then warnings (unsupported claims, errors)."""
+def format_answer_markdown(answer: Any, lang: str = "en", notes: Sequence[str] = (), model: str = "") -> str:
+    """The chat message for a final answer: the mode badge, the escaped text (without the mode note,
+    `notes`, that the badge replaces), then warnings (unsupported claims, errors), in `lang`."""
     mode = _get(answer, "mode")
-    text = _get(answer, "answer") or ""
+    text = strip_note(_get(answer, "answer") or "", notes)
+    badge = mode_badge(mode, lang, model)
+    badge = badge + "\n\n" if badge else ""  # an HTML block of its own, floated beside the text by CSS
     parts: list[str] = []
     if mode == "error":  # the detail (endpoint host, upstream text) goes to the server log, not to readers
-        parts.append("⚠ **The answer could not be completed**: the chat model failed. "
-                     "The passages found for your question are listed under Sources.")
+        parts.append(t(lang, "error_head"))
         if text.strip():
-            parts.append("**Partial answer:**\n\n" + md_escape(text.strip()))
-        return "\n\n".join(parts)
+            parts.append(t(lang, "partial_answer") + "\n\n" + md_escape(text.strip()))
+        return badge + "\n\n".join(parts)
     if mode == "refused":
-        parts.append("**No answer found in the archive.**")
+        parts.append(t(lang, "refused_head"))
         parts.append(md_escape(text.strip()))
-        return "\n\n".join(parts)
+        return badge + "\n\n".join(parts)
     parts.append(md_escape(text.strip()))
     unsupported = [c for c in _get(answer, "claims") or [] if not c.get("supported")]
     if unsupported:
-        lines = ["⚠ **Not supported by the cited sources** (check before relying on it):"]
+        lines = [t(lang, "unsupported_head")]
         for c in unsupported:
             cites = "".join(f"\\[{n}\\]" for n in c.get("citations") or [])
-            why = f"not found in {cites}" if cites else "no citation"
+            why = t(lang, "not_found_in", cites=cites) if cites else t(lang, "no_citation")
             lines.append(f"- {md_escape(' '.join(str(c.get('text', '')).split()))} — *{why}*")
         parts.append("\n".join(lines))
     invalid = _get(answer, "invalid_citations") or []
     if invalid:
-        parts.append("⚠ The model cited sources that do not exist ("
-                     + ", ".join(f"\\[{int(n)}\\]" for n in invalid) + "); those markers were removed.")
-    return "\n\n".join(parts)
-
-
-def format_sources_html(answer: Any) -> str:
-    """The sources panel: numbered like the `[n]` of the answer, cited first, supporting text highlighted."""
-    mode = _get(answer, "mode")
-    sources = _get(answer, "sources") or []
-    n_cited = _n_cited(answer)
-    if mode == "refused":
-        heading = "Nearest passages (no answer was given)"
-    elif mode == "error":
-        heading = "Retrieved passages"
-    else:
-        heading = "Sources"
-    if not sources:
-        return (f'<div class="rag-sources"><h3>{esc(heading)}</h3>'
-                '<p class="rag-empty">No passages were found.</p></div>')
-    supported = {c.get("n"): c.get("supported") for c in _get(answer, "citations") or []}
-    claims = _get(answer, "claims") or []
-    items = []
-    for s in sources:
-        n = int(s["n"])
-        cited = n <= n_cited
-        url = link_url(s.get("url"))
-        title = esc(s.get("title") or s.get("post_id") or "untitled")
-        if url:
-            title_html = f'<a href="{esc(url)}" target="_blank" rel="noopener noreferrer">{title}</a>'
-        else:
-            title_html = f'<span class="rag-title">{title}</span>'
-            if s.get("url"):
-                title_html += f' <code class="rag-path">{esc(s["url"])}</code>'
-        tags = "".join(f'<span class="rag-tag">{esc(t)}</span>' for t in s.get("tags") or [])
-        flags = []
-        if not cited:
-            flags.append('<span class="rag-flag rag-flag-uncited">not cited</span>')
-        elif supported.get(n) is False:
-            flags.append('<span class="rag-flag rag-flag-warn">⚠ claim not confirmed by this passage</span>')
-        mine = [c.get("text", "") for c in claims if n in (c.get("citations") or [])] if cited else []
-        passage = highlight_passage(s.get("text") or "", mine) if mine else esc(s.get("text") or "")
-        items.append(
-            f'<div class="rag-src {"rag-cited" if cited else "rag-uncited"}" data-n="{n}">'
-            f'<div class="rag-src-head"><span class="rag-n">[{n}]</span> {title_html}'
-            f' <span class="rag-date">{esc(day_label(s.get("date")))}</span> {"".join(flags)}</div>'
-            f'<div class="rag-tags">{tags}</div>'
-            f'<div class="rag-passage">{passage}</div></div>')
-    return f'<div class="rag-sources"><h3>{esc(heading)}</h3>{"".join(items)}</div>'
+        parts.append(t(lang, "invalid_citations", cites=", ".join(f"\\[{int(n)}\\]" for n in invalid)))
+    return badge + "\n\n".join(parts)
 
 
 def api_answer_text(answer: Any) -> str:
@@ -249,22 +178,23 @@ def timeline_groups(hits: Iterable[Hit]) -> list[dict]:
     return out
 
 
-def timeline_markdown(topic: str, hits: Sequence[Hit]) -> str:
-    """What the archive says about a topic, as escaped Markdown (shown in the UI and exported)."""
+def timeline_markdown(topic: str, hits: Sequence[Hit], lang: str = "en") -> str:
+    """What the archive says about a topic, as escaped Markdown (shown in the UI and exported), in `lang`."""
     groups = timeline_groups(hits)
-    lines = [f"# What the archive says about: {md_escape(topic)}", ""]
+    lines = [t(lang, "tl_heading", topic=md_escape(topic)), ""]
     if not groups:
-        lines.append("No passages found.")
+        lines.append(t(lang, "tl_none"))
         return "\n".join(lines) + "\n"
-    lines.append(f"{len(hits)} passages from {len(groups)} posts, oldest first.")
+    lines.append(t(lang, "tl_count", hits=len(hits), posts=len(groups)))
     for g in groups:
-        lines += ["", f"## {esc(day_label(g['date']))} — {md_escape(g['title'])}", ""]
-        meta = [f"post: {md_escape(g['post_id'])}"]
+        day = day_label(g["date"]) if g["date"] else t(lang, "no_date")
+        lines += ["", f"## {esc(day)} — {md_escape(g['title'])}", ""]
+        meta = [t(lang, "tl_post", post=md_escape(g['post_id']))]
         if g["url"]:
             url = link_url(g["url"])  # no spaces, quotes or angle brackets: safe inside an autolink
             meta.append(f"<{url}>" if url else f"url: {md_escape(g['url'])}")
         if g["tags"]:
-            meta.append("tags: " + ", ".join(md_escape(t) for t in g["tags"]))
+            meta.append(t(lang, "tl_tags", tags=", ".join(md_escape(x) for x in g["tags"])))
         lines.append(" · ".join(meta))
         for h in g["hits"]:
             lines.append("")
@@ -312,12 +242,13 @@ def prune_exports(root: Path, max_age_s: float = 3600.0, max_count: int = 200) -
             shutil.rmtree(d, ignore_errors=True)
 
 
-def write_exports(topic: str, hits: Sequence[Hit], directory: str | Path | None = None) -> tuple[str, str]:
+def write_exports(topic: str, hits: Sequence[Hit], directory: str | Path | None = None,
+                  lang: str = "en") -> tuple[str, str]:
     """timeline.md and timeline.csv in a new temporary folder; returns their paths."""
     d = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="rag-timeline-"))
     d.mkdir(parents=True, exist_ok=True)
     md, cs = d / "timeline.md", d / "timeline.csv"
-    md.write_text(timeline_markdown(topic, hits), encoding="utf-8")
+    md.write_text(timeline_markdown(topic, hits, lang), encoding="utf-8")
     cs.write_text(timeline_csv(hits), encoding="utf-8-sig")  # BOM: spreadsheets read it as UTF-8
     return str(md), str(cs)
 
@@ -361,9 +292,9 @@ CSS = """
 .rag-sources h3 { margin: 0 0 .5em 0; }
 .rag-src { border-left: 3px solid var(--color-accent, #f97316); padding: .4em .7em; margin: 0 0 .8em 0;
            background: var(--block-background-fill); border-radius: 4px; }
-.rag-src.rag-uncited { border-left-color: var(--border-color-primary, #ccc); opacity: .8; }
-.rag-src-head { font-weight: 600; }
-.rag-n { font-family: var(--font-mono, monospace); margin-right: .3em; }
+.rag-src.rag-uncited { border-left-color: var(--border-color-primary, #ccc); opacity: .85; }
+.rag-src-head { font-weight: 600; cursor: pointer; overflow-wrap: anywhere; }
+.rag-n { font-family: var(--font-mono, monospace); margin-right: .3em; font-weight: normal; }
 .rag-date { white-space: nowrap; font-weight: normal; color: var(--body-text-color-subdued, #666);
             margin-left: .4em; }
 .rag-tag { display: inline-block; font-size: .8em; padding: 0 .45em; margin: .2em .3em 0 0; border-radius: 999px;
@@ -372,18 +303,50 @@ CSS = """
             border-radius: 4px; }
 .rag-flag-uncited { background: var(--background-fill-secondary, #eee); }
 .rag-flag-warn { background: #fde68a; color: #78350f; }
-.rag-passage { white-space: pre-wrap; font-size: .9em; margin-top: .3em; }
-.rag-passage mark { background: #fef08a; color: inherit; padding: 0 .1em; }
+.rag-passage { font-size: .9em; margin-top: .5em; padding-top: .3em;
+               border-top: 1px dashed var(--border-color-primary, #ddd); overflow-wrap: anywhere; }
+.rag-md p, .rag-md ul, .rag-md ol, .rag-md blockquote { margin: .3em 0; }
+.rag-md ul, .rag-md ol { padding-left: 1.4em; }
+.rag-md li.rag-depth1 { margin-left: 1em; } .rag-md li.rag-depth2 { margin-left: 2em; }
+.rag-md li.rag-depth3 { margin-left: 3em; }
+.rag-md h4, .rag-md h5, .rag-md h6 { margin: .5em 0 .2em 0; font-size: 1em; }
+.rag-md pre { overflow-x: auto; max-width: 100%; padding: .4em .6em; border-radius: 4px;
+              background: var(--background-fill-secondary, #f3f4f6); white-space: pre; }
+.rag-md blockquote { border-left: 3px solid var(--border-color-primary, #ddd); padding-left: .6em; }
+.rag-md mark, .rag-passage mark { background: #fef08a; color: inherit; padding: 0 .1em; }
+.rag-others > summary { cursor: pointer; margin: .3em 0 .6em 0; color: var(--body-text-color-subdued, #666); }
 .rag-path { font-size: .8em; font-weight: normal; }
 .rag-empty { color: var(--body-text-color-subdued, #666); }
+.rag-mode { float: right; margin: 0 0 .3em .6em; font-size: .8em; max-width: 60%; }
+.rag-mode > summary { cursor: pointer; list-style: none; padding: 0 .6em; border-radius: 999px;
+                      background: var(--background-fill-secondary, #eee); white-space: nowrap; text-align: right; }
+.rag-mode > summary::-webkit-details-marker { display: none; }
+.rag-mode[open] { padding: .3em .5em; border: 1px solid var(--border-color-primary, #ddd); border-radius: 6px;
+                  background: var(--block-background-fill); }
+.rag-mode-extractive > summary { background: #dbeafe; color: #1e3a8a; }
+.rag-mode-refused > summary { background: #f3f4f6; color: #374151; }
+.rag-mode-error > summary { background: #fee2e2; color: #7f1d1d; }
+@media (max-width: 640px) {
+  #rag-intro { display: none; }
+  #rag-chat { height: 52vh !important; }
+  #rag-ask { white-space: nowrap; }
+}
 """
 
-_PLACEHOLDER_SOURCES = ('<div class="rag-sources"><h3>Sources</h3>'
-                        '<p class="rag-empty">The passages an answer cites appear here, numbered like its [n].</p>'
-                        '</div>')
-_CHAT_PLACEHOLDER = ("Ask a question about the archive, e.g. "
-                     "「注文履歴APIのp95レイテンシはいくつに下がった？」")
-_SEARCHING = '<div class="rag-sources"><h3>Sources</h3><p class="rag-empty">Searching the archive…</p></div>'
+# At phone width the source cards start folded to their titles (one tap opens a card); the server
+# renders them open for wide screens, and CSS cannot toggle `<details open>`.
+HEAD = """<script>
+(() => {
+  const phone = window.matchMedia("(max-width: 640px)");
+  const fold = () => {
+    document.querySelectorAll("#rag-sources details.rag-card:not([data-rag-seen])").forEach((d) => {
+      d.dataset.ragSeen = "1";
+      if (phone.matches) d.removeAttribute("open");
+    });
+  };
+  new MutationObserver(fold).observe(document.documentElement, {childList: true, subtree: true});
+})();
+</script>"""
 
 
 def _theme() -> gr.themes.Base:
@@ -394,26 +357,42 @@ def _theme() -> gr.themes.Base:
 
 # ------------------------------------------------------------------ the app
 
-def _filter_controls(tag_choices: list[str], cat_choices: list[str]) -> list:
-    with gr.Accordion("Filters", open=False):
+def _filter_controls(tag_choices: list[str], cat_choices: list[str], i18n: Any) -> list:
+    with gr.Accordion(i18n("filters"), open=False):
         with gr.Row():
-            tags = gr.Dropdown(tag_choices, value=[], multiselect=True, allow_custom_value=True, label="Tags")
-            cats = gr.Dropdown(cat_choices, value=[], multiselect=True, allow_custom_value=True, label="Categories")
+            tags = gr.Dropdown(tag_choices, value=[], multiselect=True, allow_custom_value=True, label=i18n("tags"))
+            cats = gr.Dropdown(cat_choices, value=[], multiselect=True, allow_custom_value=True,
+                               label=i18n("categories"))
         with gr.Row():
-            since = gr.Textbox(label="Since (YYYY-MM-DD)", placeholder="2020-01-01", max_lines=1)
-            until = gr.Textbox(label="Until (YYYY-MM-DD)", placeholder="2024-12-31", max_lines=1)
+            since = gr.Textbox(label=i18n("since"), placeholder="2020-01-01", max_lines=1)
+            until = gr.Textbox(label=i18n("until"), placeholder="2024-12-31", max_lines=1)
     return [tags, cats, since, until]
 
 
+def _mode_notes(assistant: Any) -> tuple[str, ...]:
+    """The extractive answer's opening note in both languages: the badge says it instead."""
+    prompts = getattr(assistant, "prompts", None)
+    try:
+        return tuple(prompts.lang("extractive", english) for english in (False, True)) if prompts else ()
+    except Exception:
+        return ()
+
+
 def chat_handlers(assistant: Any, store: FeedbackStore, settings: Settings = Settings()):
-    """The chat tab's handlers: `respond` (streams an answer) and `on_like` (stores a rating)."""
+    """The chat tab's handlers: `respond` (streams an answer) and `on_like` (stores a rating), each
+    writing in the reader's language (`i18n.request_language`)."""
     keep = max(1, settings.max_history_turns)
+    ui_language, site_url = _ui_language(settings), getattr(settings, "site_url", "")
+    notes = _mode_notes(assistant)
+    model = getattr(assistant, "model_label", "")
 
     def turn(question: str, answer: str = "", mode: str | None = None, result: dict | None = None) -> dict:
         # the id keys the feedback, so it survives older turns being dropped
         return {"id": uuid.uuid4().hex, "question": question, "answer": answer, "mode": mode, "result": result}
 
-    def respond(message: str, messages: list, turns: list, tags, cats, since, until):
+    def respond(message: str, messages: list, turns: list, tags, cats, since, until,
+                request: gr.Request = None):
+        lang = request_language(ui_language, request)
         # a session keeps its last `keep` turns (two chat messages each): bounded state and history
         messages = list(messages or [])[-2 * (keep - 1):] if keep > 1 else []
         turns = list(turns or [])[-(keep - 1):] if keep > 1 else []
@@ -426,10 +405,10 @@ def chat_handlers(assistant: Any, store: FeedbackStore, settings: Settings = Set
         except ValueError as exc:  # too long: not searched, not echoed whole
             messages += [{"role": "user", "content": md_escape(clip(question, 300))},
                          {"role": "assistant", "content": "⚠ " + md_escape(str(exc))}]
-            yield messages, _PLACEHOLDER_SOURCES, turns + [turn(clip(question, 300))], gr.skip()
+            yield messages, sources_message(lang, "sources_empty"), turns + [turn(clip(question, 300))], gr.skip()
             return
         messages += [{"role": "user", "content": md_escape(question)}, {"role": "assistant", "content": "…"}]
-        yield messages, _SEARCHING, turns, ""
+        yield messages, sources_message(lang, "searching"), turns, ""
         try:
             filters = make_filters(tags, cats, since, until)
             history = [(t["question"], t["answer"]) for t in turns if t.get("mode") not in (None, "error")]
@@ -438,7 +417,8 @@ def chat_handlers(assistant: Any, store: FeedbackStore, settings: Settings = Set
                 if kind == "delta":
                     text += payload
                     if time.monotonic() - shown >= RENDER_INTERVAL_S:  # re-rendering per delta is quadratic
-                        messages = messages[:-1] + [{"role": "assistant", "content": md_escape(text) + " ▌"}]
+                        partial = md_escape(strip_note(text, notes))
+                        messages = messages[:-1] + [{"role": "assistant", "content": partial + " ▌"}]
                         shown = time.monotonic()
                         yield messages, gr.skip(), turns, gr.skip()
                 else:
@@ -447,27 +427,28 @@ def chat_handlers(assistant: Any, store: FeedbackStore, settings: Settings = Set
                 raise RuntimeError("the assistant returned no answer")
             if final.mode == "error":
                 log.warning("chat endpoint error: %s", final.error)
-            messages = messages[:-1] + [{"role": "assistant", "content": format_answer_markdown(final)}]
+            content = format_answer_markdown(final, lang, notes, model)
+            messages = messages[:-1] + [{"role": "assistant", "content": content}]
             turns = turns + [turn(question, final.answer, final.mode, final.as_json())]
-            yield messages, format_sources_html(final), turns, gr.skip()
+            yield messages, format_sources_html(final, lang, site_url), turns, gr.skip()
         except ValueError as exc:  # a filter the reader typed
             messages = messages[:-1] + [{"role": "assistant", "content": "⚠ " + md_escape(str(exc))}]
             turns = turns + [turn(question)]
-            yield messages, _PLACEHOLDER_SOURCES, turns, gr.skip()
+            yield messages, sources_message(lang, "sources_empty"), turns, gr.skip()
         except Exception as exc:  # never a stack trace in the page; the server keeps serving
             log.exception("answering %r failed", clip(question))
-            sorry = (f"⚠ Sorry, something went wrong while answering ({esc(type(exc).__name__)}). "
-                     "Please try again.")
+            sorry = t(lang, "sorry", name=esc(type(exc).__name__))
             messages = messages[:-1] + [{"role": "assistant", "content": sorry}]
             turns = turns + [turn(question)]
-            yield messages, _PLACEHOLDER_SOURCES, turns, gr.skip()
+            yield messages, sources_message(lang, "sources_empty"), turns, gr.skip()
 
-    def on_like(turns: list, feedback_ids: dict, data: gr.LikeData):
+    def on_like(turns: list, feedback_ids: dict, data: gr.LikeData, request: gr.Request = None):
+        lang = request_language(ui_language, request)
         feedback_ids = dict(feedback_ids or {})
         index = data.index[0] if isinstance(data.index, (list, tuple)) else data.index
         i = int(index) // 2
         if not turns or i >= len(turns) or not turns[i].get("result"):
-            return feedback_ids, "Nothing to rate for this message."
+            return feedback_ids, t(lang, "nothing_to_rate")
         key = str(turns[i].get("id", i))
         try:
             if data.liked in (True, False):
@@ -475,13 +456,13 @@ def chat_handlers(assistant: Any, store: FeedbackStore, settings: Settings = Set
                     store.set_rating(feedback_ids[key], data.liked)
                 else:
                     feedback_ids[key] = store.add_answer(data.liked, turns[i]["result"])
-                return feedback_ids, "Thanks, your feedback was recorded."
+                return feedback_ids, t(lang, "feedback_recorded")
             if key in feedback_ids:  # the reader took the rating back
                 store.delete(feedback_ids.pop(key))
-            return feedback_ids, "Feedback removed."
+            return feedback_ids, t(lang, "feedback_removed")
         except Exception:
             log.exception("storing feedback failed")
-            return feedback_ids, "Sorry, the feedback could not be stored."
+            return feedback_ids, t(lang, "feedback_failed")
 
     return respond, on_like
 
@@ -489,10 +470,11 @@ def chat_handlers(assistant: Any, store: FeedbackStore, settings: Settings = Set
 def timeline_handler(retriever: Any, export_root: Path, settings: Settings = Settings()):
     """The editors' tab: passages on a topic grouped by post, with Markdown and CSV exports."""
 
-    def timeline(topic: str, k: float, mode: str, tags, cats, since, until):
+    def timeline(topic: str, k: float, mode: str, tags, cats, since, until, request: gr.Request = None):
+        lang = request_language(_ui_language(settings), request)
         topic = (topic or "").strip()
         if not topic:
-            return "Enter a topic or question.", None, None
+            return t(lang, "enter_topic"), None, None
         try:
             check_question(topic, settings.max_question_chars)
             hits = retriever.search(topic, int(k or EDITOR_K), mode or "hybrid",
@@ -501,10 +483,10 @@ def timeline_handler(retriever: Any, export_root: Path, settings: Settings = Set
             return "⚠ " + md_escape(str(exc)), None, None
         except Exception as exc:
             log.exception("timeline search %r failed", clip(topic))
-            return f"⚠ Sorry, the search failed ({esc(type(exc).__name__)}).", None, None
+            return t(lang, "search_failed", name=esc(type(exc).__name__)), None, None
         prune_exports(export_root)
-        md_path, csv_path = write_exports(topic, hits, export_root / uuid.uuid4().hex)
-        return timeline_markdown(topic, hits), md_path, csv_path
+        md_path, csv_path = write_exports(topic, hits, export_root / uuid.uuid4().hex, lang)
+        return timeline_markdown(topic, hits, lang), md_path, csv_path
 
     return timeline
 
@@ -530,25 +512,27 @@ def api_handler(assistant: Any, settings: Settings = Settings()):
     return ask
 
 
-def _chat_tab(assistant: Any, store: FeedbackStore, facets: tuple[list[str], list[str]], settings: Settings) -> None:
+def _chat_tab(assistant: Any, store: FeedbackStore, facets: tuple[list[str], list[str]], settings: Settings,
+              i18n: Any) -> tuple[gr.Chatbot, gr.HTML]:
+    ui_language = _ui_language(settings)
     respond, on_like = chat_handlers(assistant, store, settings)
     turns = gr.State([])
     feedback_ids = gr.State({})
     with gr.Row(equal_height=False):
-        with gr.Column(scale=3):
-            chatbot = gr.Chatbot(label="Conversation", height=460, latex_delimiters=[],
+        with gr.Column(scale=3, min_width=300):
+            chatbot = gr.Chatbot(label=i18n("chat_label"), height=460, latex_delimiters=[],
                                  feedback_options=("Like", "Dislike"), buttons=["copy"],
-                                 elem_id="rag-chat", placeholder=_CHAT_PLACEHOLDER)
+                                 elem_id="rag-chat", placeholder=i18n("chat_placeholder"))
             with gr.Row():
-                msg = gr.Textbox(show_label=False, placeholder="Ask about the archive… (Enter to send)",
-                                 max_lines=4, scale=5, elem_id="rag-question", autofocus=True,
+                msg = gr.Textbox(show_label=False, placeholder=i18n("question_placeholder"),
+                                 max_lines=4, scale=5, min_width=160, elem_id="rag-question", autofocus=True,
                                  max_length=settings.max_question_chars)
-                send = gr.Button("Ask", variant="primary", scale=1, min_width=80, elem_id="rag-ask")
+                send = gr.Button(i18n("ask"), variant="primary", scale=1, min_width=80, elem_id="rag-ask")
             status = gr.Markdown("", elem_id="rag-feedback-status")
-            chat_filters = _filter_controls(*facets)
-            new_chat = gr.Button("New conversation", size="sm")
-        with gr.Column(scale=2):
-            sources = gr.HTML(_PLACEHOLDER_SOURCES, elem_id="rag-sources", js_on_load=None)
+            chat_filters = _filter_controls(*facets, i18n)
+            new_chat = gr.Button(i18n("new_conversation"), size="sm", elem_id="rag-new-chat")
+        with gr.Column(scale=2, min_width=300):
+            sources = gr.HTML(sources_message("en", "sources_empty"), elem_id="rag-sources")
 
     inputs = [msg, chatbot, turns, *chat_filters]
     outputs = [chatbot, sources, turns, msg]
@@ -557,49 +541,91 @@ def _chat_tab(assistant: Any, store: FeedbackStore, facets: tuple[list[str], lis
     send.click(respond, inputs, outputs, api_visibility="private")
     chatbot.like(on_like, [turns, feedback_ids], [feedback_ids, status], api_visibility="private")
 
-    def reset():
-        return [], _PLACEHOLDER_SOURCES, [], {}, ""
+    def pick(data: gr.SelectData):
+        value = data.value
+        return value.get("text", "") if isinstance(value, dict) else str(value or "")
+
+    chatbot.example_select(pick, None, [msg], api_visibility="private").then(
+        respond, inputs, outputs, api_visibility="private")
+
+    def reset(request: gr.Request = None):
+        lang = request_language(ui_language, request)
+        return [], sources_message(lang, "sources_empty"), [], {}, ""
 
     new_chat.click(reset, None, [chatbot, sources, turns, feedback_ids, status], api_visibility="private")
     chatbot.clear(reset, None, [chatbot, sources, turns, feedback_ids, status], api_visibility="private")
+    return chatbot, sources
 
 
-def _editors_tab(retriever: Any, facets: tuple[list[str], list[str]], settings: Settings) -> None:
+def _editors_tab(retriever: Any, facets: tuple[list[str], list[str]], settings: Settings, i18n: Any) -> None:
     timeline = timeline_handler(retriever, Path(tempfile.mkdtemp(prefix="rag-exports-")), settings)
-    gr.Markdown("Enter a topic or question: the relevant passages, grouped by post and ordered by date. "
-                "Works without a chat model.")
+    gr.Markdown(i18n("editors_intro"))
     with gr.Row():
-        topic = gr.Textbox(label="Topic or question", placeholder="e.g. PostgreSQL インデックス",
-                           max_lines=2, scale=4, elem_id="rag-topic", max_length=settings.max_question_chars)
-        go = gr.Button("Search the archive", variant="primary", scale=1, elem_id="rag-timeline-go")
+        topic = gr.Textbox(label=i18n("topic"), placeholder="PostgreSQL インデックス",
+                           max_lines=2, scale=4, min_width=200, elem_id="rag-topic",
+                           max_length=settings.max_question_chars)
+        go = gr.Button(i18n("search_archive"), variant="primary", scale=1, elem_id="rag-timeline-go")
     with gr.Row():
-        k = gr.Slider(5, 50, value=EDITOR_K, step=1, label="Passages")
-        mode = gr.Radio(["hybrid", "dense", "keyword"], value="hybrid", label="Search mode")
-    editor_filters = _filter_controls(*facets)
+        k = gr.Slider(5, 50, value=EDITOR_K, step=1, label=i18n("passages"))
+        mode = gr.Radio(["hybrid", "dense", "keyword"], value="hybrid", label=i18n("search_mode"))
+    editor_filters = _filter_controls(*facets, i18n)
     with gr.Row():
-        md_file = gr.File(label="Markdown export", interactive=False)
-        csv_file = gr.File(label="CSV export", interactive=False)
+        md_file = gr.File(label=i18n("md_export"), interactive=False)
+        csv_file = gr.File(label=i18n("csv_export"), interactive=False)
     result = gr.Markdown(latex_delimiters=[], line_breaks=True, elem_id="rag-timeline")
     t_inputs = [topic, k, mode, *editor_filters]
     go.click(timeline, t_inputs, [result, md_file, csv_file], api_visibility="private")
     topic.submit(timeline, t_inputs, [result, md_file, csv_file], api_visibility="private")
 
 
+def _ui_language(settings: Settings) -> str:
+    return getattr(settings, "ui_language", "auto") or "auto"
+
+
+def page_loader(assistant: Any, ui_language: str = "auto"):
+    """On page load: the empty sources panel and the starting questions, in the reader's language,
+    from the archive as it is now (recent posts' titles)."""
+
+    def on_load(request: gr.Request = None):
+        lang = request_language(ui_language, request)
+        starters = starter_questions(_recent_posts(getattr(assistant, "retriever", None)), lang)
+        return gr.update(examples=[{"text": q} for q in starters] or None), sources_message(lang, "sources_empty")
+
+    return on_load
+
+
 def build_app(assistant: Any, settings: Settings, feedback: FeedbackStore | None = None) -> gr.Blocks:
     """The Gradio app: the readers' chat, the editors' timeline and the `/ask` API, all over one
-    shared `assistant` (thread-safe, see the module docstring)."""
+    shared `assistant` (thread-safe, see the module docstring). Labels are `gr.I18n` keys: pass
+    `app_i18n(settings)` to `launch(i18n=...)` (`serve` does)."""
     store = feedback or FeedbackStore.for_index(settings.index_dir)
     facets = _facets(assistant.retriever)
-    with gr.Blocks(title="Archive assistant", analytics_enabled=False, delete_cache=(3600, 86400)) as demo:
-        gr.Markdown("## Archive assistant\nAnswers come from the blog's archive; "
-                    "each `[n]` points to a numbered source. "
-                    f"Answer mode: **{esc(assistant.model_label)}**.")
-        with gr.Tab("Ask the archive", id="ask"):
-            _chat_tab(assistant, store, facets, settings)
-        with gr.Tab("Editors: what does the archive say about…", id="editors"):
-            _editors_tab(assistant.retriever, facets, settings)
+    i18n = app_i18n(settings)
+    with gr.Blocks(title="Archive assistant · アーカイブ・アシスタント", analytics_enabled=False,
+                   delete_cache=(3600, 86400)) as demo:
+        gr.Markdown(i18n("app_intro"), elem_id="rag-intro")
+        with gr.Tab(i18n("tab_ask"), id="ask"):
+            chatbot, sources = _chat_tab(assistant, store, facets, settings, i18n)
+        with gr.Tab(i18n("tab_editors"), id="editors"):
+            _editors_tab(assistant.retriever, facets, settings, i18n)
         gr.api(api_handler(assistant, settings), api_name="ask")
+        demo.load(page_loader(assistant, _ui_language(settings)), None, [chatbot, sources],
+                  api_visibility="private")
+    demo.rag_i18n = i18n
     return demo
+
+
+def app_i18n(settings: Settings) -> gr.I18n:
+    return gradio_i18n(_ui_language(settings))
+
+
+def _recent_posts(retriever: Any, limit: int = 12) -> list[dict]:
+    """The newest posts (title, date), for the starting questions (a convenience: none on failure)."""
+    try:
+        return retriever.reader.recent_posts(limit)
+    except Exception:
+        log.exception("could not read the recent posts")
+        return []
 
 
 def _facets(retriever: Any) -> tuple[list[str], list[str]]:
@@ -654,5 +680,6 @@ def serve(assistant: Any, settings: Settings, host: str = "127.0.0.1", port: int
     demo.queue(default_concurrency_limit=concurrency, max_size=max(100, 10 * concurrency))
     demo.launch(server_name=host, server_port=port, auth=auth, prevent_thread_lock=prevent_thread_lock,
                 quiet=quiet, show_error=False, max_threads=max(40, 2 * concurrency), theme=_theme(), css=CSS,
-                footer_links=["api"], ssr_mode=False, app_kwargs={"middleware": [Middleware(PublicAPIOnly)]})
+                footer_links=["api"], ssr_mode=False, i18n=demo.rag_i18n, head=HEAD,
+                app_kwargs={"middleware": [Middleware(PublicAPIOnly)]})
     return demo

