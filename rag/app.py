@@ -32,7 +32,7 @@ import gradio as gr
 from .config import Settings
 from .corpus import clip
 from .feedback import FeedbackStore
-from .generation import check_question, day_label, source_label
+from .generation import check_question, day_label, reader_blocks, source_label
 from .retrieval import Filters, Hit, parse_day
 from .text import content_bigrams, split_segments
 
@@ -140,9 +140,17 @@ def format_answer_markdown(answer: Any) -> str:
         parts.append("**No answer found in the archive.**")
         parts.append(md_escape(text.strip()))
         return "\n\n".join(parts)
-    parts.append(md_escape(text.strip()))
+    for kind, block in reader_blocks(answer):
+        if kind == "notice":
+            parts.append(f"**{md_escape(block)}**")
+        elif kind == "heading":
+            parts.append(f"*{md_escape(block)}*")
+        elif kind == "answer" and _get(answer, "grounded") == "no" and _get(answer, "model_answer") is None:
+            parts.append("\n".join("> " + line for line in md_escape(block).split("\n")))  # set apart
+        else:
+            parts.append(md_escape(block))
     unsupported = [c for c in _get(answer, "claims") or [] if not c.get("supported")]
-    if unsupported:
+    if unsupported and _get(answer, "grounded") != "no":
         lines = ["⚠ **Not supported by the cited sources** (check before relying on it):"]
         for c in unsupported:
             cites = "".join(f"\\[{n}\\]" for n in c.get("citations") or [])
@@ -191,6 +199,8 @@ def format_sources_html(answer: Any) -> str:
         elif supported.get(n) is False:
             flags.append('<span class="rag-flag rag-flag-warn">⚠ claim not confirmed by this passage</span>')
         mine = [c.get("text", "") for c in claims if n in (c.get("citations") or [])] if cited else []
+        if _get(answer, "grounded") == "no" and _get(answer, "model_answer") is None:
+            mine = []  # nothing of an ungrounded answer is confirmed by the passages: mark nothing
         passage = highlight_passage(s.get("text") or "", mine) if mine else esc(s.get("text") or "")
         items.append(
             f'<div class="rag-src {"rag-cited" if cited else "rag-uncited"}" data-n="{n}">'
@@ -204,14 +214,12 @@ def format_sources_html(answer: Any) -> str:
 def api_answer_text(answer: Any) -> str:
     """Plain text for the `/ask` API: the answer, then the numbered source list."""
     mode = _get(answer, "mode")
-    text = (_get(answer, "answer") or "").strip()
     parts = []
     if mode == "error":
         parts.append("Error: the chat model failed; the answer could not be completed.")
-    if text:
-        parts.append(text)
+    parts += [block for _, block in reader_blocks(answer)]
     unsupported = [c for c in _get(answer, "claims") or [] if not c.get("supported")]
-    if unsupported and mode not in ("refused", "error"):
+    if unsupported and mode not in ("refused", "error") and _get(answer, "grounded") != "no":
         parts.append("Not supported by the cited sources:\n" + "\n".join(
             f"- {' '.join(str(c.get('text', '')).split())}" for c in unsupported))
     sources = _get(answer, "sources") or []

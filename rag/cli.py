@@ -185,17 +185,27 @@ def cmd_ask(args: argparse.Namespace, s: Settings) -> int:
         ans = assistant.ask(args.question, k=args.k, mode=args.mode, filters=filters)
         print(json.dumps(ans.as_json(), ensure_ascii=False, indent=2))
         return 1 if ans.mode == "error" else 0
+    from .generation import reader_blocks
+
+    # Streamed to a terminal as it comes; piped (or when an ungrounded answer is replaced), the complete
+    # answer is printed as `/ask` shows it: a notice first when it could not be matched to the archive.
+    live = sys.stdout.isatty() and s.ungrounded_policy != "replace"
     final = None
     for kind, payload in assistant.stream(args.question, k=args.k, mode=args.mode, filters=filters):
-        if kind == "delta":
+        if kind == "delta" and live:
             sys.stdout.write(payload)
             sys.stdout.flush()
-        else:
+        elif kind == "answer":
             final = payload
-    print()
+    blocks = reader_blocks(final)
+    if live:
+        print()
+        blocks = [b for b in blocks if b[0] in ("notice", "fallback")]  # the answer itself was streamed
+    if blocks:
+        print(("\n" if live else "") + "\n\n".join(text for _, text in blocks))
     if final.mode == "error":
         print(f"\nerror: {final.error}", file=sys.stderr)
-    unsupported = [c for c in final.claims if not c["supported"]]
+    unsupported = [c for c in final.claims if not c["supported"]] if final.grounded != "no" else []
     if unsupported:
         print(f"\n! {len(unsupported)} statement(s) not supported by the cited sources:")
         for c in unsupported:
