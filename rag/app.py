@@ -180,6 +180,11 @@ def format_sources_html(answer: Any) -> str:
                 '<p class="rag-empty">No passages were found.</p></div>')
     supported = {c.get("n"): c.get("supported") for c in _get(answer, "citations") or []}
     claims = _get(answer, "claims") or []
+    quoted: dict[int, list[str]] = {}  # source n -> sentences the extractive fallback quotes from it
+    if _get(answer, "grounded") == "no" and _get(answer, "model_answer") is None:
+        for line in (_get(answer, "fallback_answer") or "").splitlines():
+            for m in re.findall(r"\[(\d+)\]", line):
+                quoted.setdefault(int(m), []).append(line)
     items = []
     for s in sources:
         n = int(s["n"])
@@ -194,13 +199,16 @@ def format_sources_html(answer: Any) -> str:
                 title_html += f' <code class="rag-path">{esc(s["url"])}</code>'
         tags = "".join(f'<span class="rag-tag">{esc(t)}</span>' for t in s.get("tags") or [])
         flags = []
+        if quoted.get(n):
+            flags.append('<span class="rag-flag rag-flag-quoted">quoted in the extractive answer</span>')
         if not cited:
-            flags.append('<span class="rag-flag rag-flag-uncited">not cited</span>')
+            if not quoted.get(n):
+                flags.append('<span class="rag-flag rag-flag-uncited">not cited</span>')
         elif supported.get(n) is False:
             flags.append('<span class="rag-flag rag-flag-warn">⚠ claim not confirmed by this passage</span>')
         mine = [c.get("text", "") for c in claims if n in (c.get("citations") or [])] if cited else []
         if _get(answer, "grounded") == "no" and _get(answer, "model_answer") is None:
-            mine = []  # nothing of an ungrounded answer is confirmed by the passages: mark nothing
+            mine = quoted.get(n, [])  # nothing of the model's answer is confirmed: mark the quoted sentences
         passage = highlight_passage(s.get("text") or "", mine) if mine else esc(s.get("text") or "")
         items.append(
             f'<div class="rag-src {"rag-cited" if cited else "rag-uncited"}" data-n="{n}">'
@@ -379,6 +387,7 @@ CSS = """
 .rag-flag { white-space: nowrap; font-size: .8em; font-weight: normal; margin-left: .5em; padding: 0 .4em;
             border-radius: 4px; }
 .rag-flag-uncited { background: var(--background-fill-secondary, #eee); }
+.rag-flag-quoted { background: #dbeafe; color: #1e3a8a; }
 .rag-flag-warn { background: #fde68a; color: #78350f; }
 .rag-passage { white-space: pre-wrap; font-size: .9em; margin-top: .3em; }
 .rag-passage mark { background: #fef08a; color: inherit; padding: 0 .1em; }
