@@ -32,7 +32,7 @@ import gradio as gr
 from .config import Settings
 from .corpus import clip
 from .feedback import FeedbackStore
-from .generation import check_question, day_label, reader_blocks, source_label
+from .generation import check_question, day_label, fallback_quotes, reader_blocks, source_label
 from .retrieval import Filters, Hit, parse_day
 from .text import content_bigrams, split_segments
 
@@ -180,11 +180,7 @@ def format_sources_html(answer: Any) -> str:
                 '<p class="rag-empty">No passages were found.</p></div>')
     supported = {c.get("n"): c.get("supported") for c in _get(answer, "citations") or []}
     claims = _get(answer, "claims") or []
-    quoted: dict[int, list[str]] = {}  # source n -> sentences the extractive fallback quotes from it
-    if _get(answer, "grounded") == "no" and _get(answer, "model_answer") is None:
-        for line in (_get(answer, "fallback_answer") or "").splitlines():
-            for m in re.findall(r"\[(\d+)\]", line):
-                quoted.setdefault(int(m), []).append(line)
+    quoted = fallback_quotes(answer)  # source n -> sentences the extractive fallback quotes from it
     items = []
     for s in sources:
         n = int(s["n"])
@@ -232,11 +228,12 @@ def api_answer_text(answer: Any) -> str:
             f"- {' '.join(str(c.get('text', '')).split())}" for c in unsupported))
     sources = _get(answer, "sources") or []
     if sources:
-        n_cited = _n_cited(answer)
+        n_cited, quoted = _n_cited(answer), fallback_quotes(answer)
         lines = ["Nearest passages:" if mode == "refused" else "Sources:"]
         for s in sources:
             url = f" {s['url']}" if s.get("url") else ""
-            mark = "" if s["n"] <= n_cited else " (not cited)"
+            mark = "" if s["n"] <= n_cited else (" (quoted in the extractive answer)" if s["n"] in quoted
+                                                 else " (not cited)")
             lines.append(f"{source_label(s)}{url}{mark}")
         parts.append("\n".join(lines))
     return "\n\n".join(parts)

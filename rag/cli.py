@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Collection, Sequence
 
 from .api import open_assistant, open_document_embedder, open_retriever, resolve_settings
 from .config import Settings, load_settings
@@ -163,12 +163,13 @@ def cmd_search(args: argparse.Namespace, s: Settings) -> int:
     return 0
 
 
-def format_sources(sources: list[dict], n_cited: int) -> str:
+def format_sources(sources: list[dict], n_cited: int, quoted: Collection[int] = ()) -> str:
     from .generation import source_label
 
     lines = []
     for src in sources:
-        mark = "" if src["n"] <= n_cited else "  (not cited)"
+        mark = "" if src["n"] <= n_cited else ("  (quoted in the extractive answer)" if src["n"] in quoted
+                                               else "  (not cited)")
         where = f" <{src['url']}>" if src.get("url") else ""
         lines.append(f"{source_label(src)}{where}{mark}")
         lines.append("    " + " ".join(src["text"].split())[:200])
@@ -185,7 +186,7 @@ def cmd_ask(args: argparse.Namespace, s: Settings) -> int:
         ans = assistant.ask(args.question, k=args.k, mode=args.mode, filters=filters)
         print(json.dumps(ans.as_json(), ensure_ascii=False, indent=2))
         return 1 if ans.mode == "error" else 0
-    from .generation import reader_blocks
+    from .generation import fallback_quotes, reader_blocks
 
     # Streamed to a terminal as it comes; piped (or when an ungrounded answer is replaced), the complete
     # answer is printed as `/ask` shows it: a notice first when it could not be matched to the archive.
@@ -212,7 +213,7 @@ def cmd_ask(args: argparse.Namespace, s: Settings) -> int:
             print(f"  - {c['text']}")
     if final.sources:
         print("\nSources:" if final.mode != "refused" else "\nNearest passages:")
-        print(format_sources(final.sources, len(final.citations)))
+        print(format_sources(final.sources, len(final.citations), fallback_quotes(final)))
     return 1 if final.mode == "error" else 0
 
 

@@ -120,6 +120,18 @@ def reader_blocks(ans: Answer | dict) -> list[tuple[str, str]]:
     return blocks
 
 
+def fallback_quotes(ans: Answer | dict) -> dict[int, list[str]]:
+    """Source number -> the lines of the extractive fallback that quote it (shown beside an ungrounded
+    answer, not replacing it); the source lists flag those passages instead of calling them uncited."""
+    get = ans.get if isinstance(ans, dict) else lambda k: getattr(ans, k, None)
+    quoted: dict[int, list[str]] = {}
+    if get("grounded") == "no" and get("model_answer") is None:
+        for line in (get("fallback_answer") or "").splitlines():
+            for n in re.findall(r"\[(\d+)\]", line):
+                quoted.setdefault(int(n), []).append(line)
+    return quoted
+
+
 def source_dict(n: int, h: Hit) -> dict:
     return {"n": n, "post_id": h.post_id, "title": h.title, "date": h.date, "url": h.url, "chunk_id": h.chunk_id,
             "text": h.text, "score": round(float(h.score), 6), "tags": h.tags}

@@ -186,6 +186,7 @@ def test_chat_and_api_text_put_the_notice_first(llm_server, make_assistant):  # 
     md, text = format_answer_markdown(ans), api_answer_text(ans)
     assert text.startswith(NOTICE_JA + "\n\n" + FALLBACK_JA)
     assert text.index(FALLBACK_JA) < text.index(HEADING_JA) < text.index("<source") < text.index("Sources:")
+    assert re.search(r"^\[1\] .*\(quoted in the extractive answer\)$", text, re.M)  # echo cites nothing
     assert "Not supported by the cited sources" not in text  # every sentence: the notice says it once
     assert md.startswith(f"**{NOTICE_JA}**")
     assert md.index(FALLBACK_JA) < md.index(HEADING_JA)
@@ -271,6 +272,7 @@ def test_cli_ask_json_and_text(sample_index, llm_server):  # noqa: F811
     assert t.returncode == 0, t.stderr
     assert t.stdout.startswith(NOTICE_JA + "\n\n" + FALLBACK_JA)
     assert t.stdout.index(HEADING_JA) < t.stdout.index("<source") < t.stdout.index("\nSources:")
+    assert re.search(r"^\[1\] .*  \(quoted in the extractive answer\)$", t.stdout, re.M)
     assert "statement(s) not supported" not in t.stdout
 
     r = rag("ask", QUESTION, "--index", str(sample_index), env={**env, "RAG_UNGROUNDED_POLICY": "replace"})
