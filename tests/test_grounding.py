@@ -197,14 +197,17 @@ def test_chat_and_api_text_put_the_notice_first(llm_server, make_assistant):  # 
     assert "quoted in the extractive answer" in first and "<mark>注文履歴 API の p95 レイテンシは 320ms" in first
     assert "not cited" not in first
 
-    # a wrong figure citing the right passage: the passage's sentence is not highlighted as confirming it
-    llm_server.script(sse_reply(["注文履歴APIのp95レイテンシは42msに下がりました[1]。"]))
+    # a wrong figure citing the right passage: the sentences marked are the ones the extractive answer
+    # quotes, never the one the unconfirmed claim resembles
+    llm_server.script(sse_reply(["削除したインデックスの分、ディスク使用量は約99GB減りました[1]。"]))
     ans = assistant.ask(QUESTION)
     assert ans.grounded == "no" and ans.citations[0]["supported"] is False
     panel = format_sources_html(ans)
     assert "claim not confirmed by this passage" in panel
-    assert "<mark>注文履歴 API の p95 レイテンシは 320ms から 85ms に下がりました。</mark>" in panel  # quoted
-    assert "<mark>削除したインデックスの分、ディスク使用量も約14GB減っています。</mark>" in panel  # quoted too
+    quoted = [re.sub(r"\[\d+\]", "", line) for line in ans.fallback_answer.splitlines() if "[1]" in line]
+    assert quoted and all(f"<mark>{q[:15]}" in panel for q in quoted)
+    if not any("14GB" in q for q in quoted):
+        assert "<mark>削除したインデックスの分" not in panel
 
     llm_server.script(SCRIPTS["partly"]())
     ans = assistant.ask(QUESTION)
