@@ -32,7 +32,7 @@ import gradio as gr
 from .config import Settings
 from .corpus import clip
 from .feedback import FeedbackStore
-from .generation import check_question, day_label, source_label
+from .generation import check_question, day_label, fallback_quotes, reader_blocks, source_label
 from .i18n import gradio_i18n, request_language, t
 from .render import (esc, format_sources_html, link_url, marked_segments, mode_badge, sources_message,
                      starter_questions, strip_note)
@@ -115,9 +115,17 @@ def format_answer_markdown(answer: Any, lang: str = "en", notes: Sequence[str] =
         parts.append(t(lang, "refused_head"))
         parts.append(md_escape(text.strip()))
         return badge + "\n\n".join(parts)
-    parts.append(md_escape(text.strip()))
+    for kind, block in reader_blocks(answer):
+        if kind == "notice":
+            parts.append(f"**{md_escape(block)}**")
+        elif kind == "heading":
+            parts.append(f"*{md_escape(block)}*")
+        elif kind == "answer" and _get(answer, "grounded") == "no" and _get(answer, "model_answer") is None:
+            parts.append("\n".join("> " + line for line in md_escape(block).split("\n")))  # set apart
+        else:
+            parts.append(md_escape(strip_note(block, notes).strip()))
     unsupported = [c for c in _get(answer, "claims") or [] if not c.get("supported")]
-    if unsupported:
+    if unsupported and _get(answer, "grounded") != "no":
         lines = [t(lang, "unsupported_head")]
         for c in unsupported:
             cites = "".join(f"\\[{n}\\]" for n in c.get("citations") or [])
@@ -133,23 +141,22 @@ def format_answer_markdown(answer: Any, lang: str = "en", notes: Sequence[str] =
 def api_answer_text(answer: Any) -> str:
     """Plain text for the `/ask` API: the answer, then the numbered source list."""
     mode = _get(answer, "mode")
-    text = (_get(answer, "answer") or "").strip()
     parts = []
     if mode == "error":
         parts.append("Error: the chat model failed; the answer could not be completed.")
-    if text:
-        parts.append(text)
+    parts += [block for _, block in reader_blocks(answer)]
     unsupported = [c for c in _get(answer, "claims") or [] if not c.get("supported")]
-    if unsupported and mode not in ("refused", "error"):
+    if unsupported and mode not in ("refused", "error") and _get(answer, "grounded") != "no":
         parts.append("Not supported by the cited sources:\n" + "\n".join(
             f"- {' '.join(str(c.get('text', '')).split())}" for c in unsupported))
     sources = _get(answer, "sources") or []
     if sources:
-        n_cited = _n_cited(answer)
+        n_cited, quoted = _n_cited(answer), fallback_quotes(answer)
         lines = ["Nearest passages:" if mode == "refused" else "Sources:"]
         for s in sources:
             url = f" {s['url']}" if s.get("url") else ""
-            mark = "" if s["n"] <= n_cited else " (not cited)"
+            mark = "" if s["n"] <= n_cited else (" (quoted in the extractive answer)" if s["n"] in quoted
+                                                 else " (not cited)")
             lines.append(f"{source_label(s)}{url}{mark}")
         parts.append("\n".join(lines))
     return "\n\n".join(parts)
@@ -302,6 +309,7 @@ CSS = """
 .rag-flag { white-space: nowrap; font-size: .8em; font-weight: normal; margin-left: .5em; padding: 0 .4em;
             border-radius: 4px; }
 .rag-flag-uncited { background: var(--background-fill-secondary, #eee); }
+.rag-flag-quoted { background: #dbeafe; color: #1e3a8a; }
 .rag-flag-warn { background: #fde68a; color: #78350f; }
 .rag-passage { font-size: .9em; margin-top: .5em; padding-top: .3em;
                border-top: 1px dashed var(--border-color-primary, #ddd); overflow-wrap: anywhere; }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Sequence
 
 from .text import CITATION_RE, citation_numbers, content_bigrams, split_sentences, strip_citations
 
@@ -113,3 +114,19 @@ def check_claims(answer: str, sources: dict[int, str], threshold: float = 0.5) -
         score = max((support_score(body, sources[n]) for n in nums if n in sources), default=0.0)
         claims.append(Claim(body, nums, score >= threshold, round(score, 3)))
     return claims
+
+
+def groundedness(claims: Sequence[Claim | dict], citations: Sequence[dict]) -> str:
+    """Verdict on a model answer from its checked claims: "yes" (every claim supported and citing a listed
+    source), "partly" (some are), "no" (none is; also when the answer makes no claim at all, e.g. an echo
+    of the prompt reduced to nothing, or only invalid citation numbers)."""
+    listed = {c["n"] for c in citations}
+
+    def grounded(c: Claim | dict) -> bool:
+        get = c.get if isinstance(c, dict) else lambda k: getattr(c, k)
+        return bool(get("supported")) and any(n in listed for n in get("citations") or ())
+
+    ok = [grounded(c) for c in claims]
+    if ok and all(ok):
+        return "yes"
+    return "partly" if any(ok) else "no"

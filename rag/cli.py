@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Collection, Sequence
 
 from .api import open_assistant, open_document_embedder, open_retriever, resolve_settings
 from .config import Settings, load_settings
@@ -163,12 +163,13 @@ def cmd_search(args: argparse.Namespace, s: Settings) -> int:
     return 0
 
 
-def format_sources(sources: list[dict], n_cited: int) -> str:
+def format_sources(sources: list[dict], n_cited: int, quoted: Collection[int] = ()) -> str:
     from .generation import source_label
 
     lines = []
     for src in sources:
-        mark = "" if src["n"] <= n_cited else "  (not cited)"
+        mark = "" if src["n"] <= n_cited else ("  (quoted in the extractive answer)" if src["n"] in quoted
+                                               else "  (not cited)")
         where = f" <{src['url']}>" if src.get("url") else ""
         lines.append(f"{source_label(src)}{where}{mark}")
         lines.append("    " + " ".join(src["text"].split())[:200])
@@ -185,24 +186,34 @@ def cmd_ask(args: argparse.Namespace, s: Settings) -> int:
         ans = assistant.ask(args.question, k=args.k, mode=args.mode, filters=filters)
         print(json.dumps(ans.as_json(), ensure_ascii=False, indent=2))
         return 1 if ans.mode == "error" else 0
+    from .generation import fallback_quotes, reader_blocks
+
+    # Streamed to a terminal as it comes; piped (or when an ungrounded answer is replaced), the complete
+    # answer is printed as `/ask` shows it: a notice first when it could not be matched to the archive.
+    live = sys.stdout.isatty() and s.ungrounded_policy != "replace"
     final = None
     for kind, payload in assistant.stream(args.question, k=args.k, mode=args.mode, filters=filters):
-        if kind == "delta":
+        if kind == "delta" and live:
             sys.stdout.write(payload)
             sys.stdout.flush()
-        else:
+        elif kind == "answer":
             final = payload
-    print()
+    blocks = reader_blocks(final)
+    if live:
+        print()
+        blocks = [b for b in blocks if b[0] in ("notice", "fallback")]  # the answer itself was streamed
+    if blocks:
+        print(("\n" if live else "") + "\n\n".join(text for _, text in blocks))
     if final.mode == "error":
         print(f"\nerror: {final.error}", file=sys.stderr)
-    unsupported = [c for c in final.claims if not c["supported"]]
+    unsupported = [c for c in final.claims if not c["supported"]] if final.grounded != "no" else []
     if unsupported:
         print(f"\n! {len(unsupported)} statement(s) not supported by the cited sources:")
         for c in unsupported:
             print(f"  - {c['text']}")
     if final.sources:
         print("\nSources:" if final.mode != "refused" else "\nNearest passages:")
-        print(format_sources(final.sources, len(final.citations)))
+        print(format_sources(final.sources, len(final.citations), fallback_quotes(final)))
     return 1 if final.mode == "error" else 0
 
 

