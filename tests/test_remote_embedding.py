@@ -37,7 +37,7 @@ def client(server, model="intfloat/multilingual-e5-base", **kw) -> OpenAIEmbedde
 
 
 def test_batches_in_flight_keep_order_and_prefixes(server):
-    server.work_s = 0.05
+    server.work_s = 0.3   # long enough for requests to overlap even on a loaded machine
     e = client(server, batch_size=4, concurrency=4, timeout=30)
     texts = [f"文書 {i}" for i in range(30)]
     v = e.embed_documents(texts)
