@@ -24,8 +24,8 @@ class Settings:
     # sentence-transformers model id / local path.
     embedder: str = "e5-small"
     # How "e5-small" embeds documents: "auto" (from the CPU's flags: bf16 where bf16 matmuls are native,
-    # int8 with VNNI or AVX2, else fp32; rag/cpu.py), or "bf16", "fp32", "int8". An int8 index is
-    # searched with int8 questions (its embedder name says int8); bf16/fp32 indexes with either float engine.
+    # else fp32; rag/cpu.py; int8 is opt-in until it meets the quality bar), or "bf16", "fp32", "int8".
+    # An int8 index is searched with int8 questions (its embedder name says int8); bf16/fp32 with either.
     engine: str = "auto"
     # `RAG_EMBEDDER=openai:MODEL`: an OpenAI-compatible /v1/embeddings endpoint (rag/remote_embedding.py).
     embed_base_url: str = ""

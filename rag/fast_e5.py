@@ -20,8 +20,8 @@ so both engines share one `name` and search one index.
 `dtype="bf16"` runs the matmuls in bfloat16 (AMX / AVX512-BF16 CPUs; about 5-10x the float32 matmul
 rate there). `dtype="int8"` quantizes the Linear layers' weights to int8 and their inputs to int8 on
 the fly (torch dynamic quantization, fbgemm; int8 dot products with VNNI or AVX2's 8-bit multiply-add):
-other vectors than the float engines' (so its own `name`), the same JaQuAD retrieval quality within
-0.5 hit@k points (README: Scaling out); rag/cpu.py picks it on CPUs without native bf16.
+other vectors than the float engines' (so its own `name`). Under AVX2 kernels it lost 0.5 hit@1 and
+1.0 hit@5 points on JaQuAD against fp32 (README: Scaling out), so rag/cpu.py does not pick it by itself.
 """
 
 from __future__ import annotations
