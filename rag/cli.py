@@ -165,13 +165,15 @@ def cmd_search(args: argparse.Namespace, s: Settings) -> int:
 
 def format_sources(sources: list[dict], n_cited: int) -> str:
     from .generation import source_label
+    from .metadata import is_header
 
     lines = []
     for src in sources:
         mark = "" if src["n"] <= n_cited else "  (not cited)"
         where = f" <{src['url']}>" if src.get("url") else ""
         lines.append(f"{source_label(src)}{where}{mark}")
-        lines.append("    " + " ".join(src["text"].split())[:200])
+        body = "\n".join(x for x in src["text"].split("\n") if not is_header(x))  # title/date are shown above
+        lines.append("    " + " ".join(body.split())[:200])
     return "\n".join(lines)
 
 

@@ -69,6 +69,17 @@ class Settings:
     # questions share few terms with the posts even when answerable).
     refusal_min_dense: float = 0.83
     refusal_min_coverage: float = 0.36
+    # With a chat endpoint the gate stops only what is clearly off the archive; the model replies
+    # with a marker when the sources do not hold the answer (prompts/system.*.txt).
+    gate_min_dense: float = 0.80
+    gate_min_coverage: float = 0.2
+    # Without one, the extractive answer is refused when no sentence (with its neighbours) covers
+    # this idf-weighted share of the question's terms (rag/refusal.py).
+    answer_min_score: float = 0.0
+    # Context given to the answerer: characters in all (0 = the retrieved chunks as they are) and
+    # how many neighbouring chunks on each side a hit may grow into (rag/context.py).
+    context_chars: int = 6000
+    context_neighbours: int = 2
     # Posts larger than this are skipped with a reason (a 5 MB post is ~12k chunks: an export error, not a post).
     max_post_mb: float = 2.0
     # An ingest that would remove more than this share of the indexed posts stops unless
