@@ -28,6 +28,7 @@ _PATTERNS = [
                        r"記事(は|を)?(ありますか|ある|どれ)|\b(which|what)\s+(posts|articles)\b"
                        r"|\b(posts|articles)\s+(about|on|discussing)\b)", re.I)),
 ]
+_ABOUT_POST = re.compile(r"(記事|投稿|ポスト|ブログ|告知|アナウンス|掲載|\b(post|posts|article|articles|blog)\b)", re.I)
 _FOLLOWUP = re.compile(r"^(それ|その記事|この記事|あの記事|これ|あれ|it|this|that)", re.I)
 _KEY_TOKEN = re.compile(r"[A-Za-z]*\d[A-Za-z0-9]*(?:[.\-_][A-Za-z0-9]+)+|[A-Za-z]+-\d+(?:-\d+)*")
 _QUOTED = re.compile(r"[「『\"“]([^」』\"”]{2,80})[」』\"”]")
@@ -93,15 +94,25 @@ def _content(text: str) -> set[str]:
     return content_bigrams(text)
 
 
+def about_post(question: str) -> bool:
+    """The question names the post itself (記事, 投稿, post, …) or its announcing (告知, …)."""
+    return bool(_ABOUT_POST.search(question))
+
+
 def pick_post(question: str, sources: Sequence, followup: bool, min_match: float = 0.5) -> int | None:
     """Index of the source the question is about, or None when no retrieved post is clearly named.
 
-    A follow-up ("それはいつの記事？") is about the first source of the standalone question.
+    A follow-up ("それはいつの記事？") is about the first source of the standalone question. A
+    question that does not name the post itself ("『X』はいつ公開された？", "『Y』の著者は誰？")
+    asks about what the post describes, unless it names a version or identifier that the post's
+    title carries (a release or advisory post: its date is the release date).
     """
     if not sources:
         return None
     if followup:
         return 0
+    if not about_post(question) and not (intent(question) == DATE and key_tokens(question)):
+        return None
     scored = [(title_match(question, s.title), -i) for i, s in enumerate(sources[:5])]
     best, neg_i = max(scored)
     return -neg_i if best >= min_match else None

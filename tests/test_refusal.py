@@ -84,3 +84,12 @@ def test_header_carries_date_author_and_tags():
     h = metadata.header({"post_id": "p", "title": "T", "date": "2021-06-30 12:00:00 +0000", "author": "田中",
                          "tags": ["a", "b"]})
     assert h == "〔T | date: 2021-06-30 | author: 田中 | tags: a, b〕" and metadata.is_header(h)
+
+
+def test_questions_about_what_a_post_describes_are_not_about_the_post():
+    # JaQuAD-style: the post is about the film/book; its front matter is not the answer
+    srcs = [S("海辺の生と死"), S("嬉遊笑覧")]
+    assert metadata.pick_post("『海辺の生と死』はいつ公開されたの?", srcs, followup=False) is None
+    assert metadata.pick_post("『嬉遊笑覧』の著者は誰?", srcs, followup=False) is None
+    assert metadata.pick_post("「嬉遊笑覧」という記事を書いたのは誰？", srcs, followup=False) == 1
+    assert metadata.pick_post("Ruby 3.4.10 がリリースされたのはいつ？", [S("Ruby 3.4.10 リリース")], followup=False) == 0
