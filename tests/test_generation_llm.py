@@ -81,7 +81,8 @@ def test_prompt_has_system_message_sources_and_question(llm_server, make_assista
 def test_english_question_gets_the_english_system_prompt(llm_server, make_assistant):
     llm_server.script(sse_reply(["It dropped to 85ms [1]."]))
     # an English question over Japanese posts may fall under the refusal threshold: not what is tested here
-    assistant = make_assistant(refusal_min_dense=0.0, refusal_min_coverage=0.0)
+    assistant = make_assistant(refusal_min_dense=0.0, refusal_min_coverage=0.0, gate_min_dense=0.0,
+                               gate_min_coverage=0.0)
     ans = assistant.ask("What did the p95 latency of the order history API drop to?")
     assert ans.mode == "llm"
     assert chat_messages(llm_server)[0]["content"] == Prompts().lang("system", True)
