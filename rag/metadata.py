@@ -29,6 +29,7 @@ _PATTERNS = [
                        r"|\b(posts|articles)\s+(about|on|discussing)\b)", re.I)),
 ]
 _ABOUT_POST = re.compile(r"(記事|投稿|ポスト|ブログ|告知|アナウンス|掲載|\b(post|posts|article|articles|blog)\b)", re.I)
+_FILE_DATE = re.compile(r"(\d{4}-\d{2}-\d{2})-")
 _FOLLOWUP = re.compile(r"^(それ|その記事|この記事|あの記事|これ|あれ|it|this|that)", re.I)
 _KEY_TOKEN = re.compile(r"[A-Za-z]*\d[A-Za-z0-9]*(?:[.\-_][A-Za-z0-9]+)+|[A-Za-z]+-\d+(?:-\d+)*")
 _QUOTED = re.compile(r"[「『\"“]([^」』\"”]{2,80})[」』\"”]")
@@ -124,10 +125,16 @@ def is_followup(question: str, has_history: bool) -> bool:
 
 def fields(post: dict) -> dict:
     """Template fields of a post (front matter), with the date's day part."""
-    date = (post.get("date") or "")[:10]
+    date = (post.get("date") or "")[:10] or file_date(post.get("post_id", ""))
     return {"title": post.get("title") or post.get("post_id", ""), "date": date or "?",
             "author": post.get("author") or "?", "tags": ", ".join(post.get("tags") or []) or "-",
             "post_id": post.get("post_id", "")}
+
+
+def file_date(post_id: str) -> str:
+    """A Jekyll post's date from its file name (`_posts/2005-07-01-title`) when the front matter has none."""
+    m = _FILE_DATE.match(post_id.rsplit("/", 1)[-1])
+    return m.group(1) if m else ""
 
 
 def header(post: dict) -> str:

@@ -93,3 +93,9 @@ def test_questions_about_what_a_post_describes_are_not_about_the_post():
     assert metadata.pick_post("『嬉遊笑覧』の著者は誰?", srcs, followup=False) is None
     assert metadata.pick_post("「嬉遊笑覧」という記事を書いたのは誰？", srcs, followup=False) == 1
     assert metadata.pick_post("Ruby 3.4.10 がリリースされたのはいつ？", [S("Ruby 3.4.10 リリース")], followup=False) == 0
+
+
+def test_a_jekyll_post_without_a_date_field_is_dated_by_its_file_name():
+    f = metadata.fields({"post_id": "ja/news/_posts/2005-07-01-20050701", "title": "T", "date": None})
+    assert f["date"] == "2005-07-01"
+    assert metadata.fields({"post_id": "notes/about", "title": "T"})["date"] == "?"
