@@ -171,3 +171,10 @@ def test_marker_endpoint_for_eval_answers_only_from_the_sources_it_was_given():
     assert reply_for(user, {"どれくらい？": ["85ms"]}) == "85msです[2]。"
     assert reply_for(user, {"どれくらい？": ["90ms"]}) == MARKER
     assert reply_for(user, {}) == MARKER
+
+
+def test_extractive_answer_holds_the_readme_number_and_never_quotes_the_front_matter_line(retriever):
+    ans = Assistant(Settings(), retriever).ask(README_Q)
+    body = ans.answer.split("\n\n", 1)[1]
+    assert "320ms から 85ms" in body
+    assert "〔" not in body and "date:" not in body
