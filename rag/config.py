@@ -79,11 +79,25 @@ class Settings:
     # "show-with-notice" (notice, extractive answer from the same sources, then the model's answer) or
     # "replace" (notice and the extractive answer only; the model's text stays in `model_answer`).
     ungrounded_policy: str = "show-with-notice"
-    # Refusal: minimum evidence before answering, calibrated on JaQuAD for the default embedder
-    # (eval/calibrate_refusal.py). Coverage applies to Japanese questions only (cross-lingual
-    # questions share few terms with the posts even when answerable).
+    # Refusal: minimum evidence before answering. Coverage applies to Japanese questions only
+    # (cross-lingual questions share few terms with the posts even when answerable). Calibrated
+    # jointly on JaQuAD and rubyja (eval/calibrate_answer_refusal.py): the most unanswerable
+    # questions refused with at most 3% of answerable ones refused on each set.
     refusal_min_dense: float = 0.83
-    refusal_min_coverage: float = 0.36
+    refusal_min_coverage: float = 0.2
+    # With a chat endpoint the gate stops only what is clearly off the archive (at most 1% of
+    # answerable questions on each set); the model replies with a marker when the sources do not
+    # hold the answer (prompts/system.*.txt) and that reply becomes a refusal.
+    gate_min_dense: float = 0.81
+    gate_min_coverage: float = 0.2
+    # Without one, the extractive answer is refused when no sentence (with its neighbours) covers
+    # this idf-weighted share of the question's terms (rag/refusal.py). 0: the overlap score did
+    # not separate answerable from unanswerable questions on both sets at once.
+    answer_min_score: float = 0.0
+    # Context given to the answerer: characters in all (0 = the retrieved chunks as they are) and
+    # how many neighbouring chunks on each side a hit may grow into (rag/context.py).
+    context_chars: int = 6000
+    context_neighbours: int = 2
     # Posts larger than this are skipped with a reason (a 5 MB post is ~12k chunks: an export error, not a post).
     max_post_mb: float = 2.0
     # An ingest that would remove more than this share of the indexed posts stops unless

@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from .text import normalize
+from .text import normalize, split_sentences
 
 KS = (1, 3, 5, 10)
 QUESTION_KEYS = {"id", "question", "answers", "gold_posts", "answerable"}
@@ -149,8 +149,32 @@ def evaluate_question(q: dict, retriever, assistant, k: int, mode: str, retrieva
         "citation_precision": (sum(p in gold for p in cited_posts) / len(cited_posts)) if cited_posts and q["answerable"]
         else None,
         "citation_recall": float(bool(gold & set(cited_posts))) if q["answerable"] and ans.mode != "refused" else None,
+        "refusal": ans.refusal,
+        "answered_from": ans.answered_from,
+        **context_record(ans, q),
     })
     return rec
+
+
+def first_sentence(text: str) -> str:
+    for s in split_sentences(text):
+        if s.strip():
+            return s.strip()
+    return ""
+
+
+def context_record(ans, q: dict) -> dict:
+    """What the answerer was given (each source's exact text) and whether it holds the answer."""
+    texts = [s["text"] for s in ans.sources]
+    answerable = q["answerable"]
+    return {
+        "sources": [{"n": s["n"], "post_id": s["post_id"], "chunk_ids": s.get("chunk_ids", [s["chunk_id"]]),
+                     "text": s["text"]} for s in ans.sources],
+        "context_chars": sum(len(t) for t in texts),
+        "context_contains_gold": any(contains_answer(t, q["answers"]) for t in texts) if answerable else None,
+        "first_sentence_contains_gold": contains_answer(first_sentence(_answer_body(ans)), q["answers"])
+        if answerable and ans.mode != "refused" else None,
+    }
 
 
 def _mean(xs: list) -> float:
@@ -180,6 +204,10 @@ def summarize(records: list[dict], k: int, retrieval_only: bool) -> dict:
             "citation_recall": round(_mean([r["citation_recall"] for r in answerable]), 4),
             "unsupported_rate": round(sum(not c["supported"] for c in claims) / len(claims), 4) if claims else 0.0,
             "errors": sum(r.get("mode") == "error" for r in records),
+            "first_sentence_contains_gold": round(_mean([r.get("first_sentence_contains_gold")
+                                                         for r in answerable if r.get("mode") != "refused"]), 4),
+            "context_recall": round(_mean([float(bool(r.get("context_contains_gold"))) for r in answerable]), 4),
+            "context_chars_p50": round(percentile([r.get("context_chars", 0) for r in records], 50), 1),
         }
         verdicts = [r["grounded"] for r in records if r.get("grounded")]
         if verdicts:  # model answers only: the share the claim check matched to the archive, fully or partly

@@ -28,6 +28,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
+from .metadata import is_header
 from .text import bigram_tokens, defuse_markers, normalize, split_sentences
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "reader.json"
@@ -272,7 +273,7 @@ def passage_sentences(text: str) -> list[str]:
         if line.strip().startswith(("```", "~~~")):
             in_code = not in_code
             continue
-        if in_code or line.lstrip().startswith("#"):
+        if in_code or line.lstrip().startswith("#") or is_header(line):  # not the front-matter line
             continue
         for s in _split_keeping_urls(plain_line(line)):
             s = s.strip().lstrip(":：").strip()

@@ -17,9 +17,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from . import extractive
+from . import extractive, metadata, refusal
 from .citations import Renumberer, check_claims, groundedness
 from .config import Settings
+from .context import assemble, fetch_header, fetch_neighbours, front_matter
 from .llm import ChatClient, LLMConfig, LLMError, redact_url
 from .retrieval import Filters, Hit, Retriever
 from .text import defuse_markers, has_cjk, is_english, split_sentences
@@ -90,13 +91,16 @@ class Answer:
     fallback_answer: str | None = None     # grounded "no": labelled extractive answer, [n] as in `sources`
     model_answer: str | None = None        # policy "replace": the model's answer that was replaced
     model_heading: str | None = None       # heading shown above the model's answer when grounded is "no"
+    refusal: str | None = None     # "off_archive" | "not_stated" when mode is "refused"
+    answered_from: str = "text"    # "text" | "metadata" (front matter and the index)
 
     def as_json(self) -> dict:
         out = {"question": self.question, "answer": self.answer, "mode": self.mode, "citations": self.citations,
                "sources": self.sources, "latency_ms": self.latency_ms,
                "standalone_question": self.standalone_question, "claims": self.claims,
                "invalid_citations": self.invalid_citations, "evidence": self.evidence, "grounded": self.grounded,
-               "notice": self.notice, "fallback_answer": self.fallback_answer, "model_answer": self.model_answer}
+               "notice": self.notice, "fallback_answer": self.fallback_answer, "model_answer": self.model_answer,
+               "refusal": self.refusal, "answered_from": self.answered_from}
         if self.error is not None:
             out["error"] = self.error
         return out
@@ -134,7 +138,8 @@ def fallback_quotes(ans: Answer | dict) -> dict[int, list[str]]:
 
 def source_dict(n: int, h: Hit) -> dict:
     return {"n": n, "post_id": h.post_id, "title": h.title, "date": h.date, "url": h.url, "chunk_id": h.chunk_id,
-            "text": h.text, "score": round(float(h.score), 6), "tags": h.tags}
+            "text": h.text, "score": round(float(h.score), 6), "tags": h.tags,
+            "chunk_ids": list(getattr(h, "chunk_ids", None) or [h.chunk_id])}
 
 
 def day_label(date: str | None) -> str:
@@ -175,10 +180,37 @@ def evidence(retriever: Retriever, question: str, hits: Sequence[Hit]) -> dict:
             "coverage": round(covered / total, 4) if total else 0.0}
 
 
-def should_refuse(ev: dict, settings: Settings, question: str) -> bool:
-    if has_cjk(question) and ev["coverage"] < settings.refusal_min_coverage:
-        return True
-    return ev["dense"] is not None and ev["dense"] < settings.refusal_min_dense
+def should_refuse(ev: dict, settings: Settings, question: str, gate_only: bool = False) -> bool:
+    """Off-archive gate. `gate_only` (a chat model decides the rest): the loose thresholds."""
+    dense, cov = ((settings.gate_min_dense, settings.gate_min_coverage) if gate_only
+                  else (settings.refusal_min_dense, settings.refusal_min_coverage))
+    return refusal.off_archive(ev["dense"], ev["coverage"], has_cjk(question), dense, cov)
+
+
+def answer_scores(retriever: Retriever, question: str, hits: Sequence[Hit]) -> list[float]:
+    """Per-sentence answer scores of today's extractive answerer (for the not-stated refusal):
+    idf-weighted coverage of the question's terms by a sentence and its neighbours, over the
+    sentences `extractive_answer` chooses from. English questions count only terms the archive
+    knows (their other words are simply English)."""
+    q_terms = set(retriever.tokenize(question))
+    weights = retriever.term_idf(q_terms)
+    unknown = 0.0 if is_english(question) else (len(q_terms) - len(weights)) * retriever.max_idf
+    scores: list[float] = []
+    for h in hits[:3]:
+        sents = [set(retriever.tokenize(s)) for s in _sentences(h.text)]
+        scores.extend(refusal.window_coverage(weights, unknown, sents))
+    return scores
+
+
+def _skipped(line: str) -> bool:
+    """Lines the extractive answerer never quotes: headings, code fences, front-matter lines."""
+    return line.lstrip().startswith("#") or line.strip().startswith(("```", "~~~")) or metadata.is_header(line)
+
+
+def _sentences(text: str) -> list[str]:
+    """Sentences of a source as the extractive answerer sees them."""
+    return [s.strip() for line in text.split("\n") if not _skipped(line)
+            for s in split_sentences(line) if len(s.strip()) >= 6]
 
 
 def extractive_answer(retriever: Retriever, question: str, hits: Sequence[Hit], max_sentences: int = 2,
@@ -195,7 +227,7 @@ def extractive_answer(retriever: Retriever, question: str, hits: Sequence[Hit], 
     for rank, h in enumerate(hits[:3], start=1):
         pos = 0
         for line in h.text.split("\n"):
-            if line.lstrip().startswith("#") or line.strip().startswith(("```", "~~~")):
+            if _skipped(line):
                 continue
             for s in split_sentences(line):
                 s = defuse_markers(s.strip())
@@ -307,20 +339,36 @@ class Assistant:
         else:
             hits = list(hits)[:k or self.settings.top_k]
         t_retrieved = time.perf_counter()
-        ev = evidence(self.retriever, standalone, hits)
-        draft = _Draft(question, standalone, hits, ev, t0, t_retrieved)
+        ev = evidence(self.retriever, standalone, hits)  # on the retrieved chunks, before assembly
+        draft = _Draft(question, standalone, self.context(hits), ev, t0, t_retrieved)
         english = is_english(question)
-        if not hits or should_refuse(ev, self.settings, standalone):
-            yield from self._refuse(draft, english)
+        meta = self.metadata_answer(question, bool(history), draft.hits, english)
+        if meta is not None:
+            yield from self._metadata(draft, meta)
+            return
+        scores = answer_scores(self.retriever, standalone, draft.hits) if self.client is None else []
+        if scores:
+            ev["answer_score"] = round(max(scores), 4)
+        if not hits or should_refuse(ev, self.settings, standalone, gate_only=self.client is not None):
+            yield from self._refuse(draft, english, refusal.OFF_ARCHIVE)
+        elif self.client is None and refusal.no_answer(scores, self.settings.answer_min_score):
+            yield from self._refuse(draft, english, refusal.NOT_STATED)
         elif self.client is None:
             yield from self._extract(draft, english)
         else:
-            yield from self._generate(draft, standalone if history else question)
+            yield from self._generate(draft, standalone if history else question, english)
 
-    def _refuse(self, draft: "_Draft", english: bool) -> Iterator[tuple[str, object]]:
-        text = self.prompts.lang("refusal", english)
+    def _refuse(self, draft: "_Draft", english: bool, kind: str) -> Iterator[tuple[str, object]]:
+        text = self.prompts.lang("refusal" if kind == refusal.OFF_ARCHIVE else "not_stated", english)
         yield "delta", text
-        yield "answer", draft.finish(text, "refused", [])
+        yield "answer", draft.finish(text, "refused", [], refusal_kind=kind)
+
+    def _metadata(self, draft: "_Draft", text: str) -> Iterator[tuple[str, object]]:
+        r = Renumberer(len(draft.hits))
+        body = r.feed(text) + r.flush()
+        yield "delta", body
+        # quoted from the front matter, not generated: "extractive" in both modes
+        yield "answer", draft.finish(body, "extractive", r.order(), answered_from="metadata")
 
     def _extract(self, draft: "_Draft", english: bool) -> Iterator[tuple[str, object]]:
         body = self.extractive(draft.standalone, draft.hits)
@@ -330,20 +378,30 @@ class Assistant:
         yield "delta", text
         yield "answer", draft.finish(text, "extractive", r.order(), claim_text=body)
 
-    def _generate(self, draft: "_Draft", asked: str) -> Iterator[tuple[str, object]]:
-        """Stream the endpoint's answer with its citations renumbered on the fly."""
+    def _generate(self, draft: "_Draft", asked: str, english: bool) -> Iterator[tuple[str, object]]:
+        """Stream the endpoint's answer with its citations renumbered on the fly. Text that may
+        still turn out to be the no-answer marker is held back; the marker becomes a refusal."""
         r = Renumberer(len(draft.hits))
         parts: list[str] = []
+        held = ""
         error = None
         try:
             for delta in self.client.stream(self.messages(asked, draft.hits)):
                 out = r.feed(delta)
-                if out:
-                    parts.append(out)
-                    yield "delta", out
+                if not out:
+                    continue
+                if not parts and refusal.could_become_marker(held + out):
+                    held += out
+                    continue
+                out, held = held + out, ""
+                parts.append(out)
+                yield "delta", out
         except LLMError as exc:
             error = str(exc)
-        tail = r.flush()
+        tail = held + r.flush()
+        if error is None and not parts and refusal.is_marker_reply(tail):
+            yield from self._refuse(draft, english, refusal.NOT_STATED)
+            return
         if tail:
             parts.append(tail)
             yield "delta", tail
@@ -387,6 +445,37 @@ class Assistant:
         ans.model_heading = self.prompts.lang("model_answer", english)
         return ans
 
+    # ------------------------------------------------------------ context and metadata
+    def context(self, hits: Sequence[Hit]) -> list[Hit]:
+        """Assembled sources for the answerer (`rag.context`), within `context_chars`."""
+        if not hits or self.settings.context_chars <= 0:
+            return list(hits)
+        reader = self.retriever.reader
+        return assemble(hits, fetch_neighbours(reader), self.settings.context_chars,
+                        self.settings.context_neighbours, header=fetch_header(reader, metadata.header))
+
+    def metadata_answer(self, question: str, has_history: bool, sources: Sequence[Hit],
+                        english: bool) -> str | None:
+        """An answer from the front matter when the question is about a post itself, else None."""
+        kind = metadata.intent(question)
+        if kind is None or not sources:
+            return None
+        lang = "en" if english else "ja"
+        if kind == metadata.POSTS:
+            line = self.prompts.get(f"meta_posts_item.{lang}")
+            items = "\n".join(line.format(n=i, **metadata.fields(self._post_fields(s)))
+                               for i, s in enumerate(sources, 1) if metadata.discusses(question, s.title, s.text))
+            return self.prompts.get(f"meta_posts.{lang}").format(items=items) if items else None
+        i = metadata.pick_post(question, sources, metadata.is_followup(question, has_history))
+        if i is None:
+            return None
+        f = metadata.fields(self._post_fields(sources[i]))
+        return self.prompts.get(f"meta_{kind}.{lang}").format(n=i + 1, **f)
+
+    def _post_fields(self, source: Hit) -> dict:
+        return (front_matter(self.retriever.reader, source.post_id)
+                or {"post_id": source.post_id, "title": source.title, "date": source.date, "tags": source.tags})
+
 
 @dataclass
 class _Draft:
@@ -400,7 +489,8 @@ class _Draft:
     t_retrieved: float
 
     def finish(self, text: str, mode: str, order: Sequence[int], invalid: Sequence[int] = (),
-               error: str | None = None, claim_text: str | None = None) -> Answer:
+               error: str | None = None, claim_text: str | None = None, refusal_kind: str | None = None,
+               answered_from: str = "text") -> Answer:
         """The Answer: sources numbered by first citation, each cited sentence checked against them."""
         sources = number_sources(self.hits, order)
         by_n = {s["n"]: s["text"] for s in sources}
@@ -417,4 +507,5 @@ class _Draft:
                       latency_ms={"retrieval": round((self.t_retrieved - self.t0) * 1000, 1),
                                   "generation": round((t_end - self.t_retrieved) * 1000, 1),
                                   "total": round((t_end - self.t0) * 1000, 1), "evidence": self.evidence},
-                      error=error, invalid_citations=list(invalid), evidence=self.evidence)
+                      error=error, invalid_citations=list(invalid), evidence=self.evidence,
+                      refusal=refusal_kind, answered_from=answered_from)

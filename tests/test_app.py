@@ -246,12 +246,14 @@ def test_cmd_serve_reads_auth_from_settings(monkeypatch, tmp_path, capsys):
     import rag.cli
 
     calls = []
-    monkeypatch.setattr(rag.cli, "open_live", lambda s: "assistant")
+    live = SimpleNamespace(retriever=SimpleNamespace(embedder=None))
+    monkeypatch.setattr(rag.cli, "open_live", lambda s: live)
+    monkeypatch.setattr(rag.cli, "describe_embedder", lambda e: "engine: test")
     monkeypatch.setattr(rag.app, "serve", lambda *a, **kw: calls.append((a, kw)))
     monkeypatch.setenv("RAG_AUTH", "editor:s3cret")
     assert rag.cli.main(["serve", "--index", str(tmp_path), "--port", "7999"]) == 0
     (assistant, s), kw = calls[0]
-    assert assistant == "assistant" and s.index_dir == str(tmp_path) and "s3cret" not in repr(s)
+    assert assistant is live and s.index_dir == str(tmp_path) and "s3cret" not in repr(s)
     assert kw == {"host": "127.0.0.1", "port": 7999, "auth": ("editor", "s3cret")}
     monkeypatch.setenv("RAG_AUTH", "no-colon")
     assert rag.cli.main(["serve", "--index", str(tmp_path)]) == 2

@@ -81,7 +81,8 @@ def test_prompt_has_system_message_sources_and_question(llm_server, make_assista
 def test_english_question_gets_the_english_system_prompt(llm_server, make_assistant):
     llm_server.script(sse_reply(["It dropped to 85ms [1]."]))
     # an English question over Japanese posts may fall under the refusal threshold: not what is tested here
-    assistant = make_assistant(refusal_min_dense=0.0, refusal_min_coverage=0.0)
+    assistant = make_assistant(refusal_min_dense=0.0, refusal_min_coverage=0.0, gate_min_dense=0.0,
+                               gate_min_coverage=0.0)
     ans = assistant.ask("What did the p95 latency of the order history API drop to?")
     assert ans.mode == "llm"
     assert chat_messages(llm_server)[0]["content"] == Prompts().lang("system", True)
@@ -93,7 +94,7 @@ def test_english_question_gets_the_english_system_prompt(llm_server, make_assist
 def test_streamed_citations_are_renumbered_by_first_use(llm_server, make_assistant):
     llm_server.script(sse_reply(["注文履歴APIの", "p95レイテンシは", "85msに下がりました[3]。",
                                  "インデックスも", "見直しました[1]。"], openai_extras=True))
-    ans = make_assistant().ask(QUESTION)
+    ans = make_assistant(context_chars=0).ask(QUESTION)  # raw chunks: at least three sources to renumber
     assert ans.mode == "llm" and ans.error is None
     assert ans.answer == "注文履歴APIのp95レイテンシは85msに下がりました[1]。インデックスも見直しました[2]。"
     srcs = prompt_sources(llm_server)
@@ -129,7 +130,7 @@ def test_citation_split_across_chunks_is_renumbered_and_deltas_equal_the_answer(
 
 def test_deltas_equal_the_answer_for_a_plain_json_reply(llm_server, make_assistant):
     llm_server.script(json_reply("p95は85msです[2, 2]。[3]"))
-    streamed, ans = run_stream(make_assistant(), QUESTION)
+    streamed, ans = run_stream(make_assistant(context_chars=0), QUESTION)  # raw chunks: three sources
     assert ans.answer == streamed == "p95は85msです[1]。[2]"
 
 

@@ -129,7 +129,7 @@ def test_verdict_notice_and_fallback_for_each_scripted_model(llm_server, make_as
 
 def test_fallback_numbers_follow_the_models_source_order(llm_server, make_assistant):  # noqa: F811
     llm_server.script(SCRIPTS["off-topic"]())  # cites prompt source 3 first, then 2: shown as [1], [2]
-    ans = make_assistant().ask(QUESTION)
+    ans = make_assistant(context_chars=0).ask(QUESTION)  # one source per hit, unassembled: five to number
     assert ans.answer == "東京タワーの高さは333メートルです[1]。富士山は日本で一番高い山です[2]。"
     assert ans.grounded == "no"
     quoted = fallback_lines(ans.fallback_answer)
@@ -152,7 +152,8 @@ def test_replace_policy_answers_with_the_extractive_answer(llm_server, make_assi
 
 def test_english_question_gets_english_notice(llm_server, make_assistant):  # noqa: F811
     llm_server.script(sse_reply(["Tokyo Tower is 333 meters tall [1]."]))
-    ans = make_assistant(refusal_min_dense=0.0, refusal_min_coverage=0.0).ask(EN_QUESTION)
+    ans = make_assistant(refusal_min_dense=0.0, refusal_min_coverage=0.0, gate_min_dense=0.0,
+                         gate_min_coverage=0.0).ask(EN_QUESTION)  # past the pre-model gate: the notice is the point
     assert ans.grounded == "no" and ans.notice == NOTICE_EN
     assert ans.fallback_answer.startswith(PROMPTS.lang("fallback", True))
     assert ans.model_heading == PROMPTS.lang("model_answer", True)

@@ -182,8 +182,9 @@ def test_prompt_longer_than_context_is_llm_error_or_text(client_factory):
 
 
 def test_assistant_end_to_end(llama_server, retriever):
-    assistant = Assistant(Settings(llm_base_url=llama_server.base_url, llm_model=MODEL, llm_max_tokens=48),
-                          retriever)
+    # the server's window is 2048 tokens: the assembled context must fit it (context_chars)
+    assistant = Assistant(Settings(llm_base_url=llama_server.base_url, llm_model=MODEL, llm_max_tokens=48,
+                                   context_chars=1200), retriever)
     try:
         ans = assistant.ask(QUESTION)
     finally:

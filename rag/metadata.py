@@ -1,0 +1,147 @@
+"""Questions about the posts themselves: when, who, which tags, which posts discuss X.
+
+These are answered from the front matter and the index, not from the body text, so they do not
+depend on a chat model. `intent` reads what is asked; `pick_post` finds the post the question
+names among the retrieved ones (or takes the one a follow-up refers to); the answer is a template
+from `prompts/` citing that post as [1].
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+from .text import content_bigrams, fold
+
+DATE, AUTHOR, TAGS, POSTS = "date", "author", "tags", "posts"
+
+_PATTERNS = [
+    (AUTHOR, re.compile(r"(誰が(書|投稿|告知|発表|執筆|アナウンス)|(書い|投稿し|告知し|発表し|執筆し|アナウンスし)"
+                        r"たの(は|って)誰|(投稿者|著者|筆者|執筆者|書き手)|\bwho\s+(wrote|posted|authored|announced)"
+                        r"|\bauthor\b)", re.I)),
+    (TAGS, re.compile(r"(タグ|\btags?\b)", re.I)),
+    (DATE, re.compile(r"((リリース|公開|告知|発表|投稿|掲載|執筆|アナウンス)(され|し)?(た|る)?の(は|って)いつ"
+                      r"|いつ(の記事|書かれ|投稿|公開|告知|発表|掲載|リリースされ)|記事の(日付|投稿日|公開日)"
+                      r"|(投稿日|公開日|掲載日)|\bwhen\s+(was|were)\b.*\b(released|published|announced|posted|written)\b"
+                      r"|\bwhat\s+date\b.*\b(post|article)\b)", re.I)),
+    (POSTS, re.compile(r"((どの|どんな|どれ)(記事|投稿|ポスト)|記事(は|を)(どれ|教えて|挙げて)|について(の|書かれた|扱った)"
+                       r"記事(は|を)?(ありますか|ある|どれ)|\b(which|what)\s+(posts|articles)\b"
+                       r"|\b(posts|articles)\s+(about|on|discussing)\b)", re.I)),
+]
+_ABOUT_POST = re.compile(r"(記事|投稿|ポスト|ブログ|告知|アナウンス|掲載|\b(post|posts|article|articles|blog)\b)", re.I)
+_FILE_DATE = re.compile(r"(\d{4}-\d{2}-\d{2})-")
+_FOLLOWUP = re.compile(r"^(それ|その記事|この記事|あの記事|これ|あれ|it|this|that)", re.I)
+_KEY_TOKEN = re.compile(r"[A-Za-z]*\d[A-Za-z0-9]*(?:[.\-_][A-Za-z0-9]+)+|[A-Za-z]+-\d+(?:-\d+)*")
+_QUOTED = re.compile(r"[「『\"“]([^」』\"”]{2,80})[」』\"”]")
+_EN_META_WORDS = re.compile(r"\b(who|wrote|written|writes|the|a|an|posts?|articles?|about|on|when|was|were|is|are|"
+                            r"published|released|announced|posted|what|which|date|of|tags?|author|by|did|does|"
+                            r"do|in|for|discuss(es|ing)?|archive|blog)\b")
+_META_WORDS = re.compile(r"(リリース|公開|告知|発表|投稿|掲載|執筆|記事|いつ|誰|ですか|ました|された|したの|のは|について"
+                         r"|タグ|どの|どれ|日付|書いた|書かれた|知らせる)")
+
+
+def intent(question: str) -> str | None:
+    """What the question asks about the post: "date", "author", "tags", "posts" or None."""
+    for kind, pat in _PATTERNS:
+        if pat.search(question):
+            return kind
+    return None
+
+
+def key_tokens(question: str) -> list[str]:
+    """Versions and identifiers (3.4.10, 2.0.0-p0, CVE-2024-43398): a named post must carry them."""
+    return _KEY_TOKEN.findall(fold(question))
+
+
+def _has_token(title: str, tok: str) -> bool:
+    return re.search(r"(?<![0-9A-Za-z.])" + re.escape(tok) + r"(?![0-9A-Za-z]|\.\d)", title) is not None
+
+
+def title_match(question: str, title: str) -> float:
+    """How well the question names this title: 1.0 for a quoted title or all identifiers present,
+    else the share of the title's content bigrams that occur in the question (0 when an
+    identifier of the question is missing from the title)."""
+    t = fold(title)
+    q = fold(question)
+    for quoted in _QUOTED.findall(question):
+        if fold(quoted).replace(" ", "") == t.replace(" ", ""):
+            return 1.0
+    keys = key_tokens(question)
+    if keys:
+        return 1.0 if all(_has_token(t, k) for k in keys) else 0.0
+    tb = _content(t)
+    qb = subject_terms(question)
+    if not tb or not qb:
+        return 0.0
+    return max(len(tb & qb) / len(tb), len(tb & qb) / len(qb))
+
+
+def subject_terms(question: str) -> set[str]:
+    """What the question is about: its content terms without the words that ask for metadata."""
+    return _content(_EN_META_WORDS.sub(" ", _META_WORDS.sub(" ", fold(question))))
+
+
+def discusses(question: str, title: str, text: str) -> bool:
+    """A post discusses the question's subject: most of the subject's terms occur in it."""
+    subject = subject_terms(question)
+    if not subject:
+        return False
+    have = _content(fold(title + "\n" + text))
+    return len(subject & have) >= 0.5 * len(subject)
+
+
+def _content(text: str) -> set[str]:
+    """Bigrams and words of a text without hiragana-only ones (particles, endings)."""
+    return content_bigrams(text)
+
+
+def about_post(question: str) -> bool:
+    """The question names the post itself (記事, 投稿, post, …) or its announcing (告知, …)."""
+    return bool(_ABOUT_POST.search(question))
+
+
+def pick_post(question: str, sources: Sequence, followup: bool, min_match: float = 0.5) -> int | None:
+    """Index of the source the question is about, or None when no retrieved post is clearly named.
+
+    A follow-up ("それはいつの記事？") is about the first source of the standalone question. A
+    question that does not name the post itself ("『X』はいつ公開された？", "『Y』の著者は誰？")
+    asks about what the post describes, unless it names a version or identifier that the post's
+    title carries (a release or advisory post: its date is the release date).
+    """
+    if not sources:
+        return None
+    if followup:
+        return 0
+    if not about_post(question) and not (intent(question) == DATE and key_tokens(question)):
+        return None
+    scored = [(title_match(question, s.title), -i) for i, s in enumerate(sources[:5])]
+    best, neg_i = max(scored)
+    return -neg_i if best >= min_match else None
+
+
+def is_followup(question: str, has_history: bool) -> bool:
+    return has_history and (len(question) < 20 or bool(_FOLLOWUP.search(question.strip())))
+
+
+def fields(post: dict) -> dict:
+    """Template fields of a post (front matter), with the date's day part."""
+    date = (post.get("date") or "")[:10] or file_date(post.get("post_id", ""))
+    return {"title": post.get("title") or post.get("post_id", ""), "date": date or "?",
+            "author": post.get("author") or "?", "tags": ", ".join(post.get("tags") or []) or "-",
+            "post_id": post.get("post_id", "")}
+
+
+def file_date(post_id: str) -> str:
+    """A Jekyll post's date from its file name (`_posts/2005-07-01-title`) when the front matter has none."""
+    m = _FILE_DATE.match(post_id.rsplit("/", 1)[-1])
+    return m.group(1) if m else ""
+
+
+def header(post: dict) -> str:
+    """The front-matter line each source starts with: the answerer sees when, who and which tags."""
+    f = fields(post)
+    return f"〔{f['title']} | date: {f['date']} | author: {f['author']} | tags: {f['tags']}〕"
+
+
+def is_header(line: str) -> bool:
+    return line.startswith("〔") and "| date: " in line and line.rstrip().endswith("〕")

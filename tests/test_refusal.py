@@ -1,0 +1,101 @@
+"""Refusal decisions (rag/refusal.py) and front-matter questions (rag/metadata.py): hand-made cases."""
+
+import pytest
+
+from rag import metadata, refusal
+
+
+def test_off_archive_uses_coverage_for_japanese_questions_only():
+    assert refusal.off_archive(0.9, 0.1, True, 0.8, 0.3)           # Japanese, little covered
+    assert not refusal.off_archive(0.9, 0.1, False, 0.8, 0.3)      # English: coverage is not evidence
+    assert refusal.off_archive(0.7, 0.9, False, 0.8, 0.3)          # dense far too low
+    assert not refusal.off_archive(None, 0.5, True, 0.8, 0.3)
+
+
+def test_no_answer_thresholds_the_best_sentence_score():
+    assert refusal.no_answer([], 0.5)
+    assert refusal.no_answer([0.2, 0.49], 0.5)
+    assert not refusal.no_answer([0.2, 0.5], 0.5)
+
+
+def test_window_coverage_counts_neighbouring_sentences_and_unknown_terms():
+    w = {"p95": 2.0, "インデックス": 1.0}
+    sents = [{"インデックス"}, {"p95", "下がった"}, {"別"}, {"無関係"}]
+    cov = refusal.window_coverage(w, 1.0, sents, window=1)
+    assert cov == [pytest.approx(3 / 4), pytest.approx(3 / 4), pytest.approx(2 / 4), 0.0]
+
+
+@pytest.mark.parametrize("text,yes", [("NO_ANSWER_IN_SOURCES", True), ("  NO_ANSWER_IN_SOURCES。\n", True),
+                                      ("[NO_ANSWER_IN_SOURCES]", True), ("**NO ANSWER IN SOURCES**", True),
+                                      ("320ms から 85ms です[1]。", False),
+                                      ("NO_ANSWER_IN_SOURCES ですが 85ms です[1]", False)])
+def test_marker_reply(text, yes):
+    assert refusal.is_marker_reply(text) is yes
+
+
+def test_marker_prefix_is_held_back_while_streaming():
+    assert refusal.could_become_marker("NO_AN")
+    assert refusal.could_become_marker(" [NO_ANSWER_IN_SOURCES")
+    assert not refusal.could_become_marker("320ms")
+    assert not refusal.could_become_marker("No, the")
+
+
+@pytest.mark.parametrize("q,kind", [
+    ("Ruby 3.4.10 がリリースされたのはいつですか？", metadata.DATE),
+    ("それはいつの記事？", metadata.DATE),
+    ("When was the PostgreSQL post published?", metadata.DATE),
+    ("「Ruby 1.8.7 は引退しました」という記事を書いたのは誰ですか？", metadata.AUTHOR),
+    ("RubyGems リポジトリの所有権の移行を知らせる記事の投稿者は誰ですか？", metadata.AUTHOR),
+    ("Who wrote the post about feature flags?", metadata.AUTHOR),
+    ("その記事のタグは？", metadata.TAGS),
+    ("PostgreSQLについて書かれた記事はどれ？", metadata.POSTS),
+    ("Which posts discuss CI?", metadata.POSTS),
+    ("XMLRPC.iPIMethods の脆弱性が ruby-core で報告されたのはいつですか？", None),
+    ("p95はどれくらい下がった？", None),
+])
+def test_intent(q, kind):
+    assert metadata.intent(q) == kind
+
+
+def test_title_match_requires_the_question_s_identifiers():
+    assert metadata.title_match("Ruby 3.4.10 がリリースされたのはいつですか？", "Ruby 3.4.10 リリース") == 1.0
+    assert metadata.title_match("Ruby 3.4.1 がリリースされたのはいつですか？", "Ruby 3.4.10 リリース") == 0.0
+    assert metadata.title_match("Ruby 1.8.8 が正式にリリースされたのはいつですか？", "Ruby 1.8.7 リリース") == 0.0
+    assert metadata.title_match("「Ruby 1.8.7 は引退しました」という記事を書いたのは誰ですか？",
+                                "Ruby 1.8.7 は引退しました") == 1.0
+    assert metadata.title_match("RubyGems リポジトリの所有権の移行を知らせる記事の投稿者は誰ですか？",
+                                "RubyGemsリポジトリ所有権の移行") >= 0.5
+
+
+class S:
+    def __init__(self, title):
+        self.title = title
+
+
+def test_pick_post_takes_the_named_post_or_none_and_the_first_for_a_follow_up():
+    srcs = [S("Ruby 3.4.9 リリース"), S("Ruby 3.4.10 リリース")]
+    assert metadata.pick_post("Ruby 3.4.10 がリリースされたのはいつ？", srcs, followup=False) == 1
+    assert metadata.pick_post("Ruby 3.5.0 がリリースされたのはいつ？", srcs, followup=False) is None
+    assert metadata.pick_post("それはいつの記事？", srcs, followup=True) == 0
+    assert metadata.is_followup("それはいつの記事？", True) and not metadata.is_followup("それはいつの記事？", False)
+
+
+def test_header_carries_date_author_and_tags():
+    h = metadata.header({"post_id": "p", "title": "T", "date": "2021-06-30 12:00:00 +0000", "author": "田中",
+                         "tags": ["a", "b"]})
+    assert h == "〔T | date: 2021-06-30 | author: 田中 | tags: a, b〕" and metadata.is_header(h)
+
+
+def test_questions_about_what_a_post_describes_are_not_about_the_post():
+    # JaQuAD-style: the post is about the film/book; its front matter is not the answer
+    srcs = [S("海辺の生と死"), S("嬉遊笑覧")]
+    assert metadata.pick_post("『海辺の生と死』はいつ公開されたの?", srcs, followup=False) is None
+    assert metadata.pick_post("『嬉遊笑覧』の著者は誰?", srcs, followup=False) is None
+    assert metadata.pick_post("「嬉遊笑覧」という記事を書いたのは誰？", srcs, followup=False) == 1
+    assert metadata.pick_post("Ruby 3.4.10 がリリースされたのはいつ？", [S("Ruby 3.4.10 リリース")], followup=False) == 0
+
+
+def test_a_jekyll_post_without_a_date_field_is_dated_by_its_file_name():
+    f = metadata.fields({"post_id": "ja/news/_posts/2005-07-01-20050701", "title": "T", "date": None})
+    assert f["date"] == "2005-07-01"
+    assert metadata.fields({"post_id": "notes/about", "title": "T"})["date"] == "?"
