@@ -71,7 +71,7 @@ def test_token_check():
 class ScriptedClient:
     """A chat endpoint streaming a fixed answer in pieces, with space around it that the reply drops."""
 
-    pieces = ["  注文履歴 API の p95 ", "レイテンシは 320ms から 85ms に", "下がりました[1]。\n"]
+    pieces = ["  注文履歴 API の p95 ", "レイテンシは 320ms から 85ms に", "下がりました[1]。 \n"]
 
     def stream(self, messages, max_tokens=None):
         yield from self.pieces
