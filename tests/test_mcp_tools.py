@@ -155,3 +155,19 @@ def test_mcp_can_be_turned_off(serve_archive, retriever, settings):
         urllib.request.urlopen(url + "/gradio_api/mcp/schema", timeout=10)
     assert err.value.code == 404
     assert f"[1] {PG_TITLE}" in Client(url + "/", verbose=False).predict(QUESTION, api_name="/ask")
+
+
+def test_serve_flags_turn_mcp_and_the_chat_api_off(monkeypatch, tmp_path):
+    import rag.app
+    import rag.cli
+
+    calls = []
+    monkeypatch.setattr(rag.cli, "open_assistant", lambda s: "assistant")
+    monkeypatch.setattr(rag.app, "serve", lambda assistant, s, **kw: calls.append(s))
+    assert rag.cli.main(["serve", "--index", str(tmp_path)]) == 0
+    assert calls[-1].mcp is True and calls[-1].openai_api is True
+    assert rag.cli.main(["serve", "--index", str(tmp_path), "--no-mcp"]) == 0
+    assert calls[-1].mcp is False and calls[-1].openai_api is True
+    monkeypatch.setenv("RAG_OPENAI_API", "false")
+    assert rag.cli.main(["serve", "--index", str(tmp_path)]) == 0
+    assert calls[-1].mcp is True and calls[-1].openai_api is False
