@@ -60,6 +60,7 @@ def test_exactly_the_three_tools_with_typed_parameters(archive_url):
     assert {"type": "array", "items": {"type": "string"}} in props["categories"]["oneOf"]
     assert props["since"]["type"] == props["until"]["type"] == "string" and "YYYY-MM-DD" in props["since"]["description"]
     assert by_name["search_archive"].inputSchema["required"] == ["query"]
+    assert "Returns:" in by_name["ask_archive"].description and "[n]" in by_name["ask_archive"].description
     assert by_name["ask_archive"].inputSchema["required"] == ["question"]
     assert by_name["get_post"].inputSchema["required"] == ["post_id"]
     for t in tools:
@@ -154,7 +155,9 @@ def test_mcp_can_be_turned_off(serve_archive, retriever, settings):
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(url + "/gradio_api/mcp/schema", timeout=10)
     assert err.value.code == 404
-    assert f"[1] {PG_TITLE}" in Client(url + "/", verbose=False).predict(QUESTION, api_name="/ask")
+    client = Client(url + "/", verbose=False)
+    assert f"[1] {PG_TITLE}" in client.predict(QUESTION, api_name="/ask")  # the page's API is still there
+    assert client.predict("  ", api_name="/ask") == "Error: the question is empty."
 
 
 def test_serve_flags_turn_mcp_and_the_chat_api_off(monkeypatch, tmp_path):
