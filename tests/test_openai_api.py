@@ -3,7 +3,9 @@ client against `rag serve` on loopback."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import http.client
 import json
 import urllib.error
 import urllib.request
@@ -13,7 +15,7 @@ import pytest
 from rag.config import Settings
 from rag.generation import Assistant
 from rag.llm import LLMError
-from rag.openai_api import APIError, parse_chat, strip_source_list, token_check
+from rag.openai_api import MAX_BODY_BYTES, APIError, parse_chat, read_json, strip_source_list, token_check
 
 PG_POST = "2021-06-30-postgres-index"
 PG_TITLE = "PostgreSQLのインデックスを見直してp95レイテンシを4分の1にした"
@@ -167,14 +169,35 @@ def test_errors_come_back_in_openai_shape(serve_archive, retriever, settings):
     with pytest.raises(openai.NotFoundError) as info:
         c.chat.completions.create(model="gpt-4o", messages=msgs(("user", QUESTION)))
     assert info.value.code == "model_not_found"
-    big = json.dumps({"model": "rag-archive", "messages": msgs(("user", "q"), ("assistant", "a" * 1_100_000),
-                                                               ("user", "q"))}).encode()
-    for path, data, status in (("/v1/chat/completions", big, 413), ("/v1/chat/completions", b"{not json", 400),
-                               ("/v1/embeddings", b"{}", 404)):
+    for path, data, status in (("/v1/chat/completions", b"{not json", 400), ("/v1/embeddings", b"{}", 404)):
         req = urllib.request.Request(url + path, data=data, headers={"Content-Type": "application/json"})
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(req, timeout=30)
         assert err.value.code == status and json.loads(err.value.read())["error"]["message"]
+    # a declared oversized body is refused before it is read
+    conn = http.client.HTTPConnection(url.split("//")[1], timeout=30)
+    conn.putrequest("POST", "/v1/chat/completions")
+    conn.putheader("Content-Type", "application/json")
+    conn.putheader("Content-Length", str(MAX_BODY_BYTES + 1))
+    conn.endheaders()
+    resp = conn.getresponse()
+    assert resp.status == 413 and json.loads(resp.read())["error"]["code"] == "request_too_large"
+    conn.close()
+
+
+def test_a_body_without_length_is_read_only_up_to_the_limit():
+    from starlette.requests import Request
+
+    sent = []
+
+    async def receive():
+        sent.append(1)
+        return {"type": "http.request", "body": b"x" * 400_000, "more_body": len(sent) < 10}
+
+    request = Request({"type": "http", "method": "POST", "path": "/v1/chat/completions", "headers": []}, receive)
+    with pytest.raises(APIError) as info:
+        asyncio.run(read_json(request))
+    assert info.value.status == 413 and len(sent) == 3  # stopped after 1.2 MB of 4 MB
 
 
 def test_chat_model_failure_is_an_upstream_error(serve_archive, retriever, settings):
