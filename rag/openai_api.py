@@ -190,9 +190,9 @@ def source_data(answer: Any) -> list[dict]:
 
 
 def _upstream_error(answer: Any) -> APIError:
-    from .app import _short_error
-
-    return APIError(502, f"The chat model failed: {_short_error(answer.error)}", "upstream_error",
+    """The chat endpoint failed: a generic message (the detail, which may name internal hosts, is logged
+    by the caller, as the page does), and the passages retrieved for the question."""
+    return APIError(502, "The chat model failed; the answer could not be completed.", "upstream_error",
                     "chat_model_failed", extra={"sources": source_data(answer)})
 
 

@@ -113,7 +113,7 @@ def test_tool_errors_are_reported_to_the_client(archive_url):
     assert "since must be a date like 2021-06-30" in texts[0]
     assert "k must be between 1 and 50" in texts[1]
     assert "no post 'no-such-post'" in texts[2]
-    assert "2,001 characters long; the limit is 2,000" in texts[3]
+    assert "too long (2,001 characters; the limit is 2,000" in texts[3]
 
 
 def test_sse_transport_serves_the_same_tools(archive_url):
