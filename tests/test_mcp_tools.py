@@ -51,7 +51,7 @@ def test_exactly_the_three_tools_with_typed_parameters(archive_url):
         return (await session.list_tools()).tools
 
     init, tools = run_mcp(archive_url, work)
-    assert init.serverInfo.name == "Archive assistant"
+    assert init.serverInfo.name.startswith("Archive assistant")
     assert {t.name for t in tools} == TOOLS  # not the page's chat, feedback or timeline handlers
     by_name = {t.name: t for t in tools}
     props = by_name["search_archive"].inputSchema["properties"]
@@ -165,7 +165,7 @@ def test_serve_flags_turn_mcp_and_the_chat_api_off(monkeypatch, tmp_path):
     import rag.cli
 
     calls = []
-    monkeypatch.setattr(rag.cli, "open_assistant", lambda s: "assistant")
+    monkeypatch.setattr(rag.cli, "open_live", lambda s: "assistant")
     monkeypatch.setattr(rag.app, "serve", lambda assistant, s, **kw: calls.append(s))
     assert rag.cli.main(["serve", "--index", str(tmp_path)]) == 0
     assert calls[-1].mcp is True and calls[-1].openai_api is True
