@@ -237,7 +237,8 @@ class ChatAPI:
         return JSONResponse(body)
 
     def _extra(self, answer: Any) -> dict:
-        return {"sources": source_data(answer), "answer_mode": answer.mode}
+        return {"sources": source_data(answer), "answer_mode": answer.mode,
+                "grounded": getattr(answer, "grounded", None), "notice": getattr(answer, "notice", None)}
 
     def _events(self, question: str, history: list) -> Iterator[str]:
         """Server-sent events: the answer as the assistant streams it (renumbered, so its [n] are final),

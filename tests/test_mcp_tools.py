@@ -165,7 +165,10 @@ def test_serve_flags_turn_mcp_and_the_chat_api_off(monkeypatch, tmp_path):
     import rag.cli
 
     calls = []
-    monkeypatch.setattr(rag.cli, "open_live", lambda s: "assistant")
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(rag.cli, "open_live", lambda s: SimpleNamespace(retriever=SimpleNamespace(embedder=None)))
+    monkeypatch.setattr(rag.cli, "describe_embedder", lambda e: "")
     monkeypatch.setattr(rag.app, "serve", lambda assistant, s, **kw: calls.append(s))
     assert rag.cli.main(["serve", "--index", str(tmp_path)]) == 0
     assert calls[-1].mcp is True and calls[-1].openai_api is True
