@@ -616,7 +616,12 @@ def build_app(assistant: Any, settings: Settings, feedback: FeedbackStore | None
             chatbot, sources = _chat_tab(assistant, store, facets, settings, i18n)
         with gr.Tab(i18n("tab_editors"), id="editors"):
             _editors_tab(assistant.retriever, facets, settings, i18n)
-        gr.api(api_handler(assistant, settings), api_name="ask")
+        # /ask stays (queued, errors as text) but undocumented: public endpoints are MCP tools, and the
+        # tools are search_archive, ask_archive and get_post (rag/mcp_tools.py)
+        gr.api(api_handler(assistant, settings), api_name="ask", api_visibility="undocumented")
+        from .mcp_tools import register_tools
+
+        register_tools(assistant, settings)
         demo.load(page_loader(assistant, _ui_language(settings)), None, [chatbot, sources],
                   api_visibility="private")
     demo.rag_i18n = i18n
@@ -645,7 +650,7 @@ def _facets(retriever: Any) -> tuple[list[str], list[str]]:
         return [], []
 
 
-PUBLIC_API = ("ask",)  # the only named endpoints scripts may call
+PUBLIC_API = ("ask", "search_archive", "ask_archive", "get_post")  # the only named endpoints scripts may call
 _NAMED_CALL = re.compile(r"^/gradio_api/(?:call/v2|call|run|api)/([^/]+)")
 
 
@@ -666,7 +671,8 @@ class PublicAPIOnly:
             if m and m.group(1) not in PUBLIC_API:
                 from starlette.responses import JSONResponse
 
-                await JSONResponse({"error": f"no API endpoint /{m.group(1)}; the API is /ask"},
+                await JSONResponse({"error": f"no API endpoint /{m.group(1)}; the API is "
+                                             + ", ".join("/" + n for n in PUBLIC_API)},
                                    status_code=404)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
@@ -686,8 +692,12 @@ def serve(assistant: Any, settings: Settings, host: str = "127.0.0.1", port: int
 
     demo = build_app(assistant, settings, feedback)
     demo.queue(default_concurrency_limit=concurrency, max_size=max(100, 10 * concurrency))
+    from .openai_api import app_kwargs  # /v1/chat/completions, and the API token check for it and MCP
+
+    kwargs = app_kwargs(assistant, settings, auth)
+    kwargs["middleware"] = [Middleware(PublicAPIOnly), *kwargs.get("middleware", [])]
     demo.launch(server_name=host, server_port=port, auth=auth, prevent_thread_lock=prevent_thread_lock,
                 quiet=quiet, show_error=False, max_threads=max(40, 2 * concurrency), theme=_theme(), css=CSS,
-                footer_links=["api"], ssr_mode=False, i18n=demo.rag_i18n, head=HEAD,
-                app_kwargs={"middleware": [Middleware(PublicAPIOnly)]})
+                footer_links=["api"], ssr_mode=False, i18n=demo.rag_i18n, head=HEAD, mcp_server=settings.mcp,
+                app_kwargs=kwargs)
     return demo

@@ -138,3 +138,30 @@ def chunk_post(post: Post, count: TokenCounter, max_tokens: int = 200, overlap_t
             tokens=count(text),
         ))
     return chunks
+
+
+def _split_head(text: str) -> tuple[str, str]:
+    first, _, rest = text.partition("\n")
+    return (first, rest) if first.startswith("## ") else ("", text)
+
+
+def join_chunks(texts: list[str], min_overlap: int = 8) -> str:
+    """A post's cleaned text from its chunks, in order: each section heading once, the sentences that
+    consecutive chunks share once (the inverse of `chunk_post`, up to whitespace at chunk borders)."""
+    out: list[str] = []
+    prev_head, prev_body = None, ""
+    for text in texts:
+        head, body = _split_head(text)
+        if head == prev_head and out:
+            k = next((k for k in range(min(len(prev_body), len(body)), min_overlap - 1, -1)
+                      if prev_body.endswith(body[:k])), 0)
+            rest = body[k:]
+            if rest.strip():
+                out.append(rest if k else "\n" + rest)
+            prev_body = body
+            continue
+        if out:
+            out.append("\n\n")
+        out.append(f"{head}\n{body}" if head else body)
+        prev_head, prev_body = head, body
+    return "".join(out).strip()

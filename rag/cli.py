@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_index(p)
     p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("serve", help="serve the web UI (chat, editors' timeline) and the /ask API",
+    p = sub.add_parser("serve", help="serve the web UI (chat, editors' timeline), its API, MCP tools and /v1",
                        description="Login: set RAG_AUTH=user:password. Binds 127.0.0.1 unless --host says otherwise.")
     _add_index(p)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
@@ -99,6 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--watch", metavar="POSTS_OR_SITE",
                    help="re-ingest this folder or site when its files change (debounced; the server switches "
                         "to each newly published index by itself)")
+    p.add_argument("--no-mcp", action="store_true",
+                   help="don't serve the MCP tools at /gradio_api/mcp/ (setting mcp, RAG_MCP=false)")
+    p.add_argument("--no-openai-api", action="store_true",
+                   help="don't serve /v1/chat/completions (setting openai_api, RAG_OPENAI_API=false)")
 
     p = sub.add_parser("feedback", help="readers' thumbs up/down stored by the web UI")
     p.add_argument("action", choices=("export",), help="export: print the feedback")
@@ -293,6 +297,8 @@ def cmd_serve(args: argparse.Namespace, s: Settings) -> int:
     auth = parse_auth(s.auth)
     if not 0 < args.port < 65536:
         return _die(f"--port must be between 1 and 65535, got {args.port}")
+    if args.no_mcp or args.no_openai_api:
+        s = s.replace(mcp=False if args.no_mcp else None, openai_api=False if args.no_openai_api else None)
     log_to_stderr()
     watcher = None
     if args.watch:

@@ -123,6 +123,12 @@ class Settings:
     site_url: str = ""
     # Login for `rag serve`: "user:password" (RAG_AUTH); empty = no login.
     auth: str = dataclasses.field(default="", repr=False)
+    # Bearer token for the OpenAI-compatible /v1 API and the MCP endpoint (RAG_API_TOKEN). When either
+    # this or RAG_AUTH is set, both need `Authorization: Bearer <token>` (the RAG_AUTH value also works).
+    api_token: str = dataclasses.field(default="", repr=False)
+    # What `rag serve` offers besides the web page: MCP tools at /gradio_api/mcp/ and /v1/chat/completions.
+    mcp: bool = True
+    openai_api: bool = True
 
     def replace(self, **changes: Any) -> "Settings":
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})

@@ -78,3 +78,26 @@ def write_post(root: Path, rel: str, title: str, body: str, **meta) -> Path:
     lines.append("---")
     p.write_text("\n".join(lines) + "\n\n" + body + "\n", encoding="utf-8")
     return p
+
+
+@pytest.fixture
+def serve_archive(settings, tmp_path):
+    """Start `app.serve` on a free loopback port: start(assistant, auth=None, **setting_changes) -> base URL."""
+    from rag.app import serve
+    from rag.feedback import FeedbackStore
+
+    from .app_server import free_port
+
+    demos = []
+
+    def start(assistant, auth=None, **changes):
+        port = free_port()
+        s = settings.replace(index_dir=str(tmp_path), **changes)
+        assistant.settings = s  # the server and the assistant read the same limits
+        demos.append(serve(assistant, s, host="127.0.0.1", port=port, auth=auth, prevent_thread_lock=True,
+                           quiet=True, feedback=FeedbackStore(tmp_path / "fb.sqlite")))
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for d in demos:
+        d.close()

@@ -520,15 +520,19 @@ def test_failures_are_logged_with_a_truncated_question(app_parts, monkeypatch, c
     assert logged and all(len(m) < 400 for m in logged)
 
 
-def test_only_ask_is_callable_as_an_api(served, retriever, settings):
+def test_only_the_api_endpoints_are_callable(served, retriever, settings):
     """The UI's handlers are private: not in the API info, refused to gradio_client, and a raw named
-    call to them gets 404; /ask works."""
+    call to them gets 404; /ask works. (Issue 16: the documented endpoints are the three MCP tools;
+    /ask is undocumented so that it is not a fourth tool, and still callable.)"""
     import httpx
     from gradio_client import Client
 
     url = served(Assistant(settings, retriever))
     info = httpx.get(url + "gradio_api/info", timeout=30).json()
-    assert list(info["named_endpoints"]) == ["/ask"] and not info.get("unnamed_endpoints")
+    assert list(info["named_endpoints"]) == ["/search_archive", "/ask_archive", "/get_post"]
+    assert not info.get("unnamed_endpoints")
+    every = httpx.get(url + "gradio_api/info?all_endpoints=True", timeout=30).json()
+    assert sorted(every["named_endpoints"]) == ["/ask", "/ask_archive", "/get_post", "/search_archive"]
     client = Client(url, verbose=False)
     for name, args in (("/respond", ("質問", [], [], [], [], "", "")), ("/timeline", ("PostgreSQL", 20, "hybrid", [], [], "", "")),
                        ("/on_like", ([], {}))):

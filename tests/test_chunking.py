@@ -1,4 +1,4 @@
-from rag.chunking import chunk_post
+from rag.chunking import chunk_post, join_chunks
 from rag.corpus import Post, split_sentences
 
 
@@ -71,3 +71,16 @@ def test_hard_split_of_a_2mb_line_measures_linear_text():
     pieces = _hard_split(line, 200, count)
     assert "".join(pieces) == line and all(count(p) <= 200 for p in pieces)
     assert measured[0] < 30 * len(line), measured[0]
+
+
+def test_join_chunks_gives_the_text_back_once():
+    intro = "".join(f"導入{i:02d}の文。" for i in range(12))  # 8 chars each
+    section = "".join(f"本文{i:02d}の文。" for i in range(12))
+    post = make(f"{intro}\n\n## 見出し\n\n{section}\n\n## 次\n\n短い。")
+    chunks = chunk_post(post, count, max_tokens=40, overlap_tokens=16)
+    assert len(chunks) > 6 and any(c.text.startswith("## 見出し\n本文") for c in chunks[2:])
+    text = join_chunks([c.text for c in chunks])
+    assert text == f"{intro}\n\n## 見出し\n{section}\n\n## 次\n短い。"
+    no_overlap = chunk_post(post, count, max_tokens=40, overlap_tokens=0)
+    assert join_chunks([c.text for c in no_overlap]).replace("\n", "") == text.replace("\n", "")
+    assert join_chunks([]) == ""
