@@ -340,7 +340,7 @@ class Assistant:
             hits = list(hits)[:k or self.settings.top_k]
         t_retrieved = time.perf_counter()
         ev = evidence(self.retriever, standalone, hits)  # on the retrieved chunks, before assembly
-        draft = _Draft(question, standalone, self.context(hits), ev, t0, t_retrieved)
+        draft = _Draft(question, standalone, self.context(hits), ev, t0, t_retrieved, retrieved=hits)
         english = is_english(question)
         meta = self.metadata_answer(question, bool(history), draft.hits, english)
         if meta is not None:
@@ -370,8 +370,23 @@ class Assistant:
         # quoted from the front matter, not generated: "extractive" in both modes
         yield "answer", draft.finish(body, "extractive", r.order(), answered_from="metadata")
 
+    def extractive_body(self, draft: "_Draft") -> str:
+        """The extractive answer read from the retrieved chunks (the passages the reader was trained
+        on: an assembled source starts with its post's intro, which the reader would lead with), its
+        `[n]` pointing at the assembled sources that hold those chunks."""
+        where: dict[str, int] = {}
+        for j, src in enumerate(draft.hits, 1):
+            for cid in getattr(src, "chunk_ids", None) or [src.chunk_id]:
+                where.setdefault(cid, j)
+        raw = [h for h in draft.retrieved if h.chunk_id in where]
+        if not raw:
+            return self.extractive(draft.standalone, draft.hits)
+        body = self.extractive(draft.standalone, raw)
+        to_source = {i: where[h.chunk_id] for i, h in enumerate(raw, 1)}
+        return re.sub(r"\[(\d+)\]", lambda m: f"[{to_source.get(int(m.group(1)), int(m.group(1)))}]", body)
+
     def _extract(self, draft: "_Draft", english: bool) -> Iterator[tuple[str, object]]:
-        body = self.extractive(draft.standalone, draft.hits)
+        body = self.extractive_body(draft)
         r = Renumberer(len(draft.hits))
         body = r.feed(body) + r.flush()
         text = self.prompts.lang("extractive", english) + "\n\n" + body
@@ -427,7 +442,7 @@ class Assistant:
         log.warning("ungrounded answer from model %r at %s (%d claims, none supported; policy %s): %r",
                     self.settings.llm_model, redact_url(self.client.url) if self.client else "-", len(ans.claims),
                     self.settings.ungrounded_policy, ans.question[:200])
-        body = self.extractive(draft.standalone, draft.hits)
+        body = self.extractive_body(draft)
         label = self.prompts.lang("fallback", english)
         notice = self.prompts.lang("ungrounded", english)
         if body and self.settings.ungrounded_policy == "replace":
@@ -487,6 +502,7 @@ class _Draft:
     evidence: dict
     t0: float
     t_retrieved: float
+    retrieved: Sequence[Hit] = ()   # the chunks as retrieved, before assembly into `hits`
 
     def finish(self, text: str, mode: str, order: Sequence[int], invalid: Sequence[int] = (),
                error: str | None = None, claim_text: str | None = None, refusal_kind: str | None = None,

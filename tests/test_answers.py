@@ -4,6 +4,8 @@ scripted endpoint on 127.0.0.1)."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from rag.config import Settings
@@ -178,3 +180,9 @@ def test_extractive_answer_holds_the_readme_number_and_never_quotes_the_front_ma
     body = ans.answer.split("\n\n", 1)[1]
     assert "320ms から 85ms" in body
     assert "〔" not in body and "date:" not in body
+    # the reader reads the retrieved chunks, not the assembled post that opens with its intro:
+    # the answering sentence comes first, cited by the assembled source that holds it
+    first = body.split("\n")[0]
+    assert "320ms から 85ms" in first and re.search(r"\[(\d+)\]", first)
+    n = int(re.search(r"\[(\d+)\]", first).group(1))
+    assert "320ms から 85ms" in ans.sources[n - 1]["text"]
