@@ -19,6 +19,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from .config import Settings
+
 
 class LLMError(Exception):
     """The endpoint failed after retries; the message is safe to show (no key)."""
@@ -93,19 +95,22 @@ def _error_detail(data: bytes) -> str:
 
 @dataclass(frozen=True)
 class LLMConfig:
+    """The chat client's own view of the endpoint settings: each field `x` is `Settings.llm_x`, and its
+    default is read from there, so the defaults have one home (`rag.config`)."""
+
     base_url: str
     model: str
     api_key: str = field(default="", repr=False)
-    temperature: float = 0.1
-    max_tokens: int = 700
-    connect_timeout: float = 5.0
-    read_timeout: float = 60.0
-    max_retries: int = 2
-    backoff: float = 0.5
-    max_retry_wait: float = 20.0
-    deadline: float = 120.0           # wall-clock seconds for one call, retries and streaming included
-    max_answer_bytes: int = 256_000   # of one answer's response body
-    retry_budget: float = 10.0        # total seconds one call may sleep between retries
+    temperature: float = Settings.llm_temperature
+    max_tokens: int = Settings.llm_max_tokens
+    connect_timeout: float = Settings.llm_connect_timeout
+    read_timeout: float = Settings.llm_read_timeout
+    max_retries: int = Settings.llm_max_retries
+    backoff: float = 0.5              # client-only: first retry wait, doubled each time
+    max_retry_wait: float = 20.0      # client-only: the longest single wait a Retry-After may ask for
+    deadline: float = Settings.llm_deadline          # wall-clock seconds for one call, retries and streaming included
+    max_answer_bytes: int = Settings.llm_max_answer_bytes  # of one answer's response body
+    retry_budget: float = Settings.llm_retry_budget  # total seconds one call may sleep between retries
 
     @classmethod
     def from_settings(cls, settings) -> "LLMConfig":

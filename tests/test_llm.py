@@ -523,3 +523,19 @@ def test_stream_that_ends_without_any_text_is_an_error(llm_server, make_client, 
     llm_server.script(sse_reply([], done=done))
     got, exc = consume(make_client(llm_server.base_url).stream(MSGS))
     assert got == [] and exc is not None and "ended without an answer" in str(exc)
+
+
+def test_llm_config_defaults_come_from_settings():
+    """The endpoint defaults have one home: every `LLMConfig.x` default is `Settings.llm_x`'s."""
+    import dataclasses
+
+    from rag.config import Settings
+    from rag.llm import LLMConfig
+
+    shared = [f for f in dataclasses.fields(LLMConfig) if hasattr(Settings, "llm_" + f.name)
+              and f.default is not dataclasses.MISSING]
+    assert len(shared) >= 8
+    changed = Settings(llm_base_url="u", llm_model="m", llm_max_tokens=123, llm_deadline=7.0)
+    assert LLMConfig.from_settings(changed).max_tokens == 123 and LLMConfig.from_settings(changed).deadline == 7.0
+    for f in shared:
+        assert f.default == getattr(Settings(), "llm_" + f.name), f.name
