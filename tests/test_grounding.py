@@ -401,7 +401,9 @@ def test_web_chat_shows_the_notice_first(rag_serve, scripted, capsys):
                 expect(page.locator("#rag-sources .rag-src").first).to_be_visible(timeout=30_000)
                 expect(chat).not_to_contain_text("▌")
                 bot = bots.last
-                lines = seen[case] = [x.strip() for x in bot.inner_text().splitlines() if x.strip()]
+                lines = [x.strip() for x in bot.inner_text().splitlines() if x.strip()]
+                assert lines[0] == bot.locator(".rag-mode summary").inner_text().strip()  # the mode badge
+                lines = seen[case] = lines[1:]
                 if VERDICTS[case] == "no":
                     assert lines[0] == NOTICE_JA and lines[1] == FALLBACK_JA, lines[:4]
                     assert "85ms" in lines[2] and "[" in lines[2]
