@@ -171,7 +171,7 @@ def cmd_search(args: argparse.Namespace, s: Settings) -> int:
 
 def format_sources(sources: list[dict], n_cited: int, quoted: Collection[int] = ()) -> str:
     from .generation import source_label
-    from .metadata import is_header
+    from .metadata import without_header
 
     lines = []
     for src in sources:
@@ -179,7 +179,7 @@ def format_sources(sources: list[dict], n_cited: int, quoted: Collection[int] = 
                                                else "  (not cited)")
         where = f" <{src['url']}>" if src.get("url") else ""
         lines.append(f"{source_label(src)}{where}{mark}")
-        body = "\n".join(x for x in src["text"].split("\n") if not is_header(x))  # title/date are shown above
+        body = without_header(src["text"])  # title/date are shown above
         lines.append("    " + " ".join(body.split())[:200])
     return "\n".join(lines)
 

@@ -145,3 +145,9 @@ def header(post: dict) -> str:
 
 def is_header(line: str) -> bool:
     return line.startswith("〔") and "| date: " in line and line.rstrip().endswith("〕")
+
+
+def without_header(text: str) -> str:
+    """A source's text without the front-matter line the answerer reads first (readers see title and
+    date beside it)."""
+    return "\n".join(line for line in text.split("\n") if not is_header(line))

@@ -15,6 +15,7 @@ from typing import Any, Collection, Sequence
 
 from .generation import fallback_quotes
 from .i18n import t
+from .metadata import without_header
 from .text import content_bigrams, split_segments
 
 MARK_OPEN, MARK_CLOSE = "\ue000", "\ue001"
@@ -300,7 +301,7 @@ def _card_html(card: dict, lang: str, cited: bool, claims: Sequence[dict], suppo
             flag += f'<span class="rag-flag rag-flag-warn">{esc(t(lang, "claim_unconfirmed"))}</span>'
         passages.append(f'<div class="rag-passage" data-n="{n}"><div class="rag-passage-n">'
                         f'<span class="rag-n">[{n}]</span>{flag}</div>'
-                        f'<div class="rag-md">{render_passage(s.get("text") or "", mine)}</div></div>')
+                        f'<div class="rag-md">{render_passage(without_header(s.get("text") or ""), mine)}</div></div>')
     return (f'<details class="rag-src rag-card {"rag-cited" if cited else "rag-uncited"}" open>'
             f'<summary class="rag-src-head">{nums} {title_html}'
             f' <span class="rag-date">{esc(_day(card.get("date"), lang))}</span></summary>'

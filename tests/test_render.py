@@ -100,3 +100,15 @@ def test_starter_questions_from_the_newest_titles():
     assert starter_questions(posts, "ja", 2) == ["「新しい 記事」について教えて", "「中間」について教えて"]
     assert starter_questions(posts, "en", 1) == ["What does the archive say about “新しい 記事”?"]
     assert starter_questions([], "en") == []
+
+
+def test_cards_leave_out_the_answerers_front_matter_line():
+    """The assembled source opens with a 〔title | date: …〕 line for the answerer; the card already shows them."""
+    from rag.render import format_sources_html
+
+    text = "〔PG の話 | date: 2021-06-30 | author: 田中 | tags: pg〕\n本文の一文です。"
+    ans = {"mode": "extractive", "citations": [{"n": 1, "supported": True}], "claims": [],
+           "sources": [{"n": 1, "post_id": "p", "title": "PG の話", "date": "2021-06-30", "url": None,
+                        "chunk_id": "p#0", "text": text, "tags": ["pg"]}]}
+    html = format_sources_html(ans, "ja")
+    assert "本文の一文です。" in html and "author: 田中" not in html
