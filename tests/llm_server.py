@@ -15,6 +15,7 @@ inside a reply (slow first byte, stall) end early when the fixture tears the ser
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -346,3 +347,27 @@ def llm_server() -> Iterator[ScriptedLLMServer]:
         server.close()
         leftover = [t for t in threading.enumerate() if t.name.startswith(f"llm-server-{server.port}")]
         assert not any(t.is_alive() for t in leftover), "the scripted LLM server thread did not stop"
+
+
+@contextlib.contextmanager
+def assistant_factory(server: ScriptedLLMServer, retriever, **client) -> Iterator:
+    """`make(retriever_=None, **settings)` building Assistants whose chat client talks to `server`
+    (`client`: LLMConfig fields such as read_timeout, max_retries, api_key); the clients are closed after."""
+    from rag.config import Settings
+    from rag.generation import Assistant
+    from rag.llm import ChatClient, LLMConfig
+
+    clients = []
+
+    def make(retriever_=None, **settings):
+        c = ChatClient(LLMConfig(base_url=server.base_url, model="m", **{"connect_timeout": 1, "backoff": 0.01,
+                                                                        **client}))
+        clients.append(c)
+        return Assistant(Settings(llm_base_url=server.base_url, llm_model="m", **settings),
+                         retriever_ or retriever, client=c)
+
+    try:
+        yield make
+    finally:
+        for c in clients:
+            c.close()

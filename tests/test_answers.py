@@ -10,8 +10,7 @@ import pytest
 
 from rag.config import Settings
 from rag.generation import Assistant, Prompts
-from rag.llm import ChatClient, LLMConfig
-from tests.llm_server import json_reply, llm_server, sse_reply  # noqa: F401
+from tests.llm_server import assistant_factory, json_reply, llm_server, sse_reply  # noqa: F401
 
 README_Q = "PostgreSQLのインデックスを見直したとき、p95はどれくらい下がった？"
 POSTGRES = "2021-06-30-postgres-index"
@@ -20,18 +19,8 @@ OFF_ARCHIVE_Q = "北海道でおすすめの温泉旅館はどこ？"  # cosine 
 
 @pytest.fixture
 def chat(llm_server, retriever):
-    clients = []
-
-    def make(**settings) -> Assistant:
-        client = ChatClient(LLMConfig(base_url=llm_server.base_url, model="m", connect_timeout=1,
-                                      read_timeout=2, max_retries=0, backoff=0.01))
-        clients.append(client)
-        return Assistant(Settings(llm_base_url=llm_server.base_url, llm_model="m", **settings), retriever,
-                         client=client)
-
-    yield make
-    for c in clients:
-        c.close()
+    with assistant_factory(llm_server, retriever, read_timeout=2, max_retries=0) as make:
+        yield make
 
 
 def stream(assistant, question, **kw):

@@ -7,11 +7,9 @@ import re
 
 import pytest
 
-from rag.config import Settings
 from rag.generation import Assistant, Prompts
-from rag.llm import ChatClient, LLMConfig
 from tests.conftest import write_post
-from tests.llm_server import json_reply, llm_server, sse_reply, status_reply  # noqa: F401
+from tests.llm_server import assistant_factory, json_reply, llm_server, sse_reply, status_reply  # noqa: F401
 
 KEY = "sk-test-secret"
 QUESTION = "注文履歴APIのp95レイテンシはいくつに下がった？"
@@ -24,18 +22,8 @@ def escaped(text: str) -> str:
 
 @pytest.fixture
 def make_assistant(llm_server, retriever):
-    clients = []
-
-    def make(retriever_=None, **settings) -> Assistant:
-        client = ChatClient(LLMConfig(base_url=llm_server.base_url, model="m", api_key=KEY, connect_timeout=1,
-                                      read_timeout=2, max_retries=1, backoff=0.01))
-        clients.append(client)
-        return Assistant(Settings(llm_base_url=llm_server.base_url, llm_model="m", **settings),
-                         retriever_ or retriever, client=client)
-
-    yield make
-    for c in clients:
-        c.close()
+    with assistant_factory(llm_server, retriever, api_key=KEY, read_timeout=2, max_retries=1) as make:
+        yield make
 
 
 def chat_messages(server, i: int = -1) -> list[dict]:

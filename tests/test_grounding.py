@@ -21,11 +21,10 @@ import pytest
 
 from rag.app import api_answer_text, format_answer_markdown, format_sources_html
 from rag.citations import Claim, groundedness
-from rag.config import Settings, load_settings
+from rag.config import load_settings
 from rag.evaluation import evaluate_question, summarize
-from rag.generation import Answer, Assistant, Prompts, reader_blocks
-from rag.llm import ChatClient, LLMConfig
-from tests.llm_server import ScriptedLLMServer, echo_reply, llm_server, sse_reply  # noqa: F401
+from rag.generation import Answer, Prompts, reader_blocks
+from tests.llm_server import ScriptedLLMServer, assistant_factory, echo_reply, llm_server, sse_reply  # noqa: F401
 
 QUESTION = "注文履歴APIのp95レイテンシはいくつに下がった？"
 EN_QUESTION = "What did the p95 latency of the order history API drop to?"
@@ -51,18 +50,8 @@ VERDICTS = {"echo": "no", "off-topic": "no", "invalid-numbers": "no", "partly": 
 
 @pytest.fixture
 def make_assistant(llm_server, retriever):  # noqa: F811
-    clients = []
-
-    def make(**settings) -> Assistant:
-        client = ChatClient(LLMConfig(base_url=llm_server.base_url, model="m", connect_timeout=1, read_timeout=5,
-                                      max_retries=1, backoff=0.01))
-        clients.append(client)
-        return Assistant(Settings(llm_base_url=llm_server.base_url, llm_model="m", **settings), retriever,
-                         client=client)
-
-    yield make
-    for c in clients:
-        c.close()
+    with assistant_factory(llm_server, retriever, read_timeout=5, max_retries=1) as make:
+        yield make
 
 
 def fallback_lines(text: str) -> list[tuple[str, int]]:
