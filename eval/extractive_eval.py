@@ -81,6 +81,7 @@ def main() -> int:
     ap.add_argument("--index")
     ap.add_argument("--cache", required=True, help="JSON of retrieved passages (written if absent)")
     ap.add_argument("--model", default=None, help="reader model JSON (default: the bundled one); 'none' = overlap ranking")
+    ap.add_argument("--cross", default="", help="cross reader .npz (default: the bundled one); 'off' = linear reader alone")
     ap.add_argument("--passages", type=int, default=3, help="passages whose sentences are ranked (default 3)")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--show", type=int, default=0, help="print N failures")
@@ -96,7 +97,7 @@ def main() -> int:
         cache = retrieve(qs, args.index)
         cache_p.write_text(json.dumps(cache, ensure_ascii=False), encoding="utf-8")
         print(f"retrieved {len(qs)} questions in {time.perf_counter() - t:.0f} s", file=sys.stderr)
-    ranker = None if args.model == "none" else load_reader(args.model)
+    ranker = None if args.model == "none" else load_reader(args.model, args.cross)
     old_hits = new_hits = lead_hits = oracle = spans = span_ok = 0
     by_type: dict[str, list[int]] = {}
     fails = []
@@ -128,6 +129,7 @@ def main() -> int:
     n = max(1, len(qs))
     out = {"questions": args.questions, "n_answerable": len(qs),
            "model": "overlap" if ranker is None else (args.model or "bundled"),
+           "cross": None if ranker is None or ranker.cross is None else (args.cross or "bundled"),
            "first_sentence_contains_gold_old": round(old_hits / n, 4),
            "first_sentence_contains_gold_new": round(new_hits / n, 4),
            "lead_sentence_contains_gold": round(lead_hits / n, 4),

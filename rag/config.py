@@ -66,6 +66,14 @@ class Settings:
     # "" = the bundled rag/models/reader.json, a path, or "off" for the overlap ranking. A missing
     # file also means the overlap ranking.
     extractive_model: str = ""
+    # Cross reader that rereads the linear reader's best sentences (eval/train_cross_reader.py):
+    # "" = the bundled rag/models/cross_reader.npz, a path, or "off". Without an endpoint the
+    # answerer refuses ("not stated") when no sentence's P(answers) reaches extractive_min_p:
+    # 0 = never (default: on the blog set every threshold refused more answerable questions than
+    # unanswerable ones, README "Refusal"), -1 = the model's own threshold (3% of held-out
+    # answerable training questions refused).
+    extractive_cross: str = ""
+    extractive_min_p: float = 0.0
     # Chat endpoint (OpenAI-compatible); empty base_url = extractive answers.
     llm_base_url: str = ""
     llm_model: str = ""

@@ -22,7 +22,7 @@ import json
 import math
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -488,6 +488,7 @@ class Reader:
     span: LinearModel | None = None
     span_threshold: float = 1.0
     meta: Mapping = None  # type: ignore[assignment]
+    cross: object | None = None  # rag.cross_reader.CrossReader: rereads the best few sentences
 
     @classmethod
     def load(cls, path: str | Path) -> "Reader":
@@ -510,13 +511,23 @@ class Reader:
         p.write_text(json.dumps(d, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
 
 
-def load_reader(path: str | Path | None = None) -> Reader | None:
+def load_reader(path: str | Path | None = None, cross: str | Path | None = "off") -> Reader | None:
     """The model at `path` (default: the bundled one); None where the file is absent, so the
-    answerer falls back to the overlap ranking. A file that exists but is broken is an error."""
+    answerer falls back to the overlap ranking. A file that exists but is broken is an error.
+
+    cross: the cross reader that rereads the best sentences ("" = the bundled one, a path, or
+    "off"); absent file = the linear reader alone."""
     p = Path(path) if path else DEFAULT_MODEL
     if not p.exists():
         return None
-    return Reader.load(p)
+    reader = Reader.load(p)
+    if cross != "off":
+        from .cross_reader import load_cross_reader
+
+        model = load_cross_reader(cross or None)
+        if model is not None:
+            reader = replace(reader, cross=model)
+    return reader
 
 
 def overlap_scores(question: str, cands: Sequence[Candidate], idf: Callable[[str], float]) -> np.ndarray:
@@ -547,7 +558,24 @@ def rank_sentences(question: str, sources: Sequence, idf: Callable[[str], float]
     else:
         scores = overlap_scores(question, cands, idf)
     order = sorted(range(len(cands)), key=lambda i: (-scores[i], cands[i].source_n, cands[i].pos))
+    cross = getattr(reader, "cross", None)
+    if cross is not None:
+        order, scores = reread(question, cands, order, scores, cross)
     return [(cands[i].source_n, cands[i].sentence, float(scores[i])) for i in order]
+
+
+def reread(question: str, cands: Sequence[Candidate], order: list[int], p: np.ndarray,
+           cross) -> tuple[list[int], np.ndarray]:
+    """The cross reader rescores the linear reader's best `cross.top` sentences; they stay ahead of
+    the rest, whose scores are capped below theirs, so `score` keeps meaning P(answers)."""
+    top, rest = order[:cross.top], order[cross.top:]
+    combined = cross.combine(cross.logits(question, [cands[i].sentence for i in top]), p[top])
+    scores = np.asarray(p, dtype=np.float64).copy()
+    scores[top] = combined
+    if rest:
+        scores[rest] = np.minimum(scores[rest], float(combined.min()))
+    top = sorted(top, key=lambda i: (-scores[i], cands[i].source_n, cands[i].pos))
+    return top + rest, scores
 
 
 def answer_span(question: str, sentence: str, reader: Reader | None) -> tuple[str, float] | None:
@@ -577,9 +605,16 @@ def extractive_answer(question: str, sources: Sequence, idf: Callable[[str], flo
     """Lead with the answer: the best sentence, prefixed by the short span a typed question asks
     for when the span model is confident (`17mm[1]：精莢の長さは…17mm…[1]。`), then the next best
     sentences while room is left and they score at least half as well; each cited `[n]`."""
+    return read(question, sources, idf, reader, max_chars, max_passages)[0]
+
+
+def read(question: str, sources: Sequence, idf: Callable[[str], float] | None = None,
+         reader: Reader | None = None, max_chars: int = 320,
+         max_passages: int = MAX_PASSAGES) -> tuple[str, float | None]:
+    """`extractive_answer`'s text and the best sentence's score (None without sentences)."""
     ranked = rank_sentences(question, sources, idf, reader, max_passages)
     if not ranked:
-        return ""
+        return "", None
     n, best, best_score = ranked[0]
     lead = _cite(best, n)
     span = answer_span(question, best, reader)
@@ -591,7 +626,7 @@ def extractive_answer(question: str, sources: Sequence, idf: Callable[[str], flo
             break
         lines.append(_cite(s, n2))
         used += len(s)
-    return "\n".join(lines)
+    return "\n".join(lines), best_score
 
 
 def index_idf(retriever) -> Callable[[str], float]:

@@ -274,14 +274,27 @@ class Assistant:
         """The extractive reader model, loaded on first use; None = the overlap answerer."""
         if self._reader is False:
             m = self.settings.extractive_model
-            self._reader = None if m == "off" else extractive.load_reader(m or None)
+            self._reader = None if m == "off" else extractive.load_reader(m or None, self.settings.extractive_cross)
         return self._reader  # type: ignore[return-value]
 
     def extractive(self, question: str, hits: Sequence[Hit]) -> str:
+        return self.read(question, hits)[0]
+
+    def read(self, question: str, hits: Sequence[Hit]) -> tuple[str, float | None]:
+        """The extractive answer and, with the cross reader, P(its lead sentence answers)."""
         reader = self.reader
         if reader is None:
-            return extractive_answer(self.retriever, question, hits)
-        return extractive.extractive_answer(question, hits, extractive.index_idf(self.retriever), reader)
+            return extractive_answer(self.retriever, question, hits), None
+        text, best = extractive.read(question, hits, extractive.index_idf(self.retriever), reader)
+        return text, (best if reader.cross is not None else None)
+
+    def min_answer_p(self) -> float:
+        """P(answers) the best sentence needs, else "not stated" (0 without the cross reader)."""
+        reader = self.reader
+        if reader is None or reader.cross is None:
+            return 0.0
+        v = self.settings.extractive_min_p
+        return reader.cross.refuse_below if v < 0 else v
 
     @property
     def model_label(self) -> str:
@@ -371,22 +384,30 @@ class Assistant:
         yield "answer", draft.finish(body, "extractive", r.order(), answered_from="metadata")
 
     def extractive_body(self, draft: "_Draft") -> str:
+        return self.extractive_read(draft)[0]
+
+    def extractive_read(self, draft: "_Draft") -> tuple[str, float | None]:
         """The extractive answer read from the retrieved chunks (the passages the reader was trained
         on: an assembled source starts with its post's intro, which the reader would lead with), its
-        `[n]` pointing at the assembled sources that hold those chunks."""
+        `[n]` pointing at the assembled sources that hold those chunks; and its answer probability."""
         where: dict[str, int] = {}
         for j, src in enumerate(draft.hits, 1):
             for cid in getattr(src, "chunk_ids", None) or [src.chunk_id]:
                 where.setdefault(cid, j)
         raw = [h for h in draft.retrieved if h.chunk_id in where]
         if not raw:
-            return self.extractive(draft.standalone, draft.hits)
-        body = self.extractive(draft.standalone, raw)
+            return self.read(draft.standalone, draft.hits)
+        body, p = self.read(draft.standalone, raw)
         to_source = {i: where[h.chunk_id] for i, h in enumerate(raw, 1)}
-        return re.sub(r"\[(\d+)\]", lambda m: f"[{to_source.get(int(m.group(1)), int(m.group(1)))}]", body)
+        return re.sub(r"\[(\d+)\]", lambda m: f"[{to_source.get(int(m.group(1)), int(m.group(1)))}]", body), p
 
     def _extract(self, draft: "_Draft", english: bool) -> Iterator[tuple[str, object]]:
-        body = self.extractive_body(draft)
+        body, p = self.extractive_read(draft)
+        if p is not None:
+            draft.evidence["answer_p"] = round(p, 4)
+            if p < self.min_answer_p():
+                yield from self._refuse(draft, english, refusal.NOT_STATED)
+                return
         r = Renumberer(len(draft.hits))
         body = r.feed(body) + r.flush()
         text = self.prompts.lang("extractive", english) + "\n\n" + body

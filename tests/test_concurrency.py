@@ -17,8 +17,11 @@ QUESTIONS = ["注文履歴APIのp95レイテンシはいくつに下がった？
 
 
 def _answer_key(a) -> tuple:
+    """Everything exactly, except the cross reader's probability: bf16 matmuls running side by side
+    may sum in another order (seen: 0.7223 vs 0.7222), so that one is compared to 1e-3."""
+    evidence = {k: v for k, v in a.evidence.items() if k != "answer_p"}
     return (a.mode, a.answer, [(s["chunk_id"], s["score"]) for s in a.sources], a.citations, a.claims,
-            a.evidence)
+            evidence), a.evidence.get("answer_p")
 
 
 def _search_key(hits) -> list:
@@ -43,16 +46,17 @@ def test_eight_threads_answer_and_rank_as_one(shared):
         if kind == "ask":
             return _answer_key(shared.ask(q))
         if kind == "search":
-            return _search_key(r.search(q, 10, "hybrid"))
-        return _search_key(r.search(q, 10, "hybrid", Filters(tags=("pgvector",))))
+            return _search_key(r.search(q, 10, "hybrid")), None
+        return _search_key(r.search(q, 10, "hybrid", Filters(tags=("pgvector",)))), None
 
     expected = {job: run(job) for job in jobs}
-    assert expected[("filtered", "PostgreSQL")]  # the filter leaves something to rank
+    assert expected[("filtered", "PostgreSQL")][0]  # the filter leaves something to rank
     with ThreadPoolExecutor(8) as pool:
         got = list(pool.map(lambda job: (job, run(job)), jobs * 6))
     assert len(got) == 6 * len(jobs)
-    for job, value in got:
-        assert value == expected[job], job
+    for job, (value, p) in got:
+        assert value == expected[job][0], job
+        assert p == pytest.approx(expected[job][1], abs=1e-3), job
 
 
 def test_each_thread_reads_through_its_own_connection(retriever):

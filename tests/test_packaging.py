@@ -27,6 +27,7 @@ def test_wheel_carries_the_prompts_and_the_package_finds_them(tmp_path):
     prompts = sorted(p.name for p in (ROOT / "prompts").glob("*.txt"))
     assert prompts and all(f"rag/prompts/{p}" in names for p in prompts)
     assert "rag/models/reader.json" in names  # the extractive reader's model
+    assert "rag/models/cross_reader.npz" in names  # the cross reader that rereads its best sentences
 
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)

@@ -1,0 +1,149 @@
+"""The cross reader: adapters on the bundled e5 weights (identity at start, merged exactly), the pair
+layout, the model file (bundled, absent, broken, off), the bundled model reading the answer and
+refusing a missing fact, the hook in the assistant, and the training script on a hand-made set."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from rag import cross_reader as cr
+from rag import extractive as ex
+
+PG_Q = "PostgreSQLのインデックスを見直したとき、p95はどれくらい下がった？"
+PG_SOURCES = [
+    "注文履歴の API が遅いという問い合わせが増えたので、PostgreSQL 13 のインデックスを見直しました。"
+    "対象のテーブルは約4,800万行あります。",
+    "## 結果\n注文履歴 API の p95 レイテンシは 320ms から 85ms に下がりました。ディスク使用量も約14GB減りました。",
+]
+# the same passages do not say who did it, nor which autovacuum setting was used
+MISSING_QS = ["PostgreSQLのインデックス記事では autovacuum_vacuum_scale_factor をいくつに設定した？"]
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    r = ex.load_reader(None, "")
+    assert r is not None and r.cross is not None, "the bundled rag/models/cross_reader.npz is missing"
+    return r
+
+
+def _encoder():
+    from rag.fast_e5 import E5Tokenizer, Q4File, WordEmbeddings, build_encoder, default_model_path
+
+    f = Q4File(default_model_path())
+    return f, E5Tokenizer(f), WordEmbeddings(f), build_encoder(f, "fp32")
+
+
+def test_adapters_start_as_the_bundled_encoder_and_merge_exactly():
+    import torch
+
+    f, tok, wemb, enc = _encoder()
+    rows = [cr.pair_ids(tok, PG_Q, s) for s in PG_SOURCES]
+    w, m = cr.batch_inputs(wemb, tok.unk, rows)
+    with torch.inference_mode():
+        plain = enc(w, m).numpy()
+    params = cr.add_adapters(enc, [10, 11], rank=4)
+    assert sorted(params) == sorted(f"l{i}.{n}.{ab}" for i in (10, 11) for n in cr.MODULES for ab in "AB")
+    with torch.inference_mode():
+        assert np.allclose(enc(w, m).numpy(), plain, atol=1e-6)   # B = 0: nothing changes
+        g = torch.Generator().manual_seed(1)
+        for k, p in params.items():
+            if k.endswith(".B"):
+                p.copy_(torch.randn(p.shape, generator=g) * 0.05)
+        adapted = enc(w, m).numpy()
+    assert not np.allclose(adapted, plain, atol=1e-3)
+    fresh = _encoder()[3]
+    cr.merge_adapters(fresh, {k: v.detach().numpy() for k, v in params.items()})
+    with torch.inference_mode():
+        assert np.allclose(fresh(w, m).numpy(), adapted, atol=1e-4)
+
+
+def test_pair_layout_and_truncation():
+    f, tok, _, _ = _encoder()
+    ids = cr.pair_ids(tok, "誰?", "田中です。")
+    q, s = tok.content_ids("query: 誰?"), tok.content_ids("passage: 田中です。")
+    assert ids == [tok.bos, *q, tok.eos, tok.eos, *s, tok.eos]
+    long = cr.pair_ids(tok, "質問" * 200, "文" * 500)
+    assert len(long) == cr.MAX_Q_TOKENS + cr.MAX_S_TOKENS + 4
+
+
+def test_model_file_absent_broken_and_off(tmp_path, bundled):
+    assert cr.load_cross_reader(tmp_path / "none.npz") is None
+    assert ex.load_reader(None, str(tmp_path / "none.npz")).cross is None
+    assert ex.load_reader(None, "off").cross is None
+    (tmp_path / "broken.npz").write_bytes(b"not a model")
+    with pytest.raises(ValueError, match="broken.npz"):
+        ex.load_reader(None, str(tmp_path / "broken.npz"))
+    m = bundled.cross.meta
+    assert m["script"] == "eval/train_cross_reader.py" and "JaQuAD" in m["training_data"]
+    assert 0.0 < bundled.cross.refuse_below < 1.0
+
+
+def test_bundled_model_leads_with_the_answer_and_scores_a_missing_fact_low(bundled):
+    text, p = ex.read(PG_Q, PG_SOURCES, None, bundled)
+    assert "85ms" in text.split("\n")[0].replace(" ", "") and p >= bundled.cross.refuse_below
+    for q in MISSING_QS:
+        _, p_missing = ex.read(q, PG_SOURCES, None, bundled)
+        assert p_missing < bundled.cross.refuse_below, q
+
+
+def test_reread_keeps_the_rest_below_the_reread_sentences(bundled):
+    cands = ex.candidates(PG_SOURCES)
+    p = np.full(len(cands), 0.99)   # the rest scored high by the linear reader ...
+    p[:2] = 0.2                     # ... but the order says the first two were its best: they stay first
+    order = list(range(len(cands)))
+    cross = cr.CrossReader(bundled.cross.weights, bundled.cross.stack, 2, 0.5, {}, bundled.cross._load_model())
+    new_order, scores = ex.reread(PG_Q, cands, order, p, cross)
+    assert sorted(new_order[:2]) == [0, 1] and new_order[2:] == order[2:]
+    assert max(scores[new_order[2:]]) <= min(scores[new_order[:2]])
+
+
+def test_assistant_refuses_a_missing_fact_without_an_endpoint(retriever, settings):
+    from rag.generation import Assistant
+
+    a = Assistant(settings.replace(extractive_min_p=-1.0), retriever)   # the model's own threshold
+    assert a.reader is not None and a.reader.cross is not None
+    assert a.min_answer_p() == a.reader.cross.refuse_below
+    ans = a.ask(PG_Q)
+    assert ans.mode == "extractive" and "85ms" in ans.answer.replace(" ", "")
+    assert ans.evidence["answer_p"] >= a.min_answer_p()
+    ans = a.ask(MISSING_QS[0])
+    assert ans.mode == "refused" and ans.refusal == "not_stated" and ans.sources
+    never = Assistant(settings, retriever)   # default 0: the cross reader ranks, never refuses
+    assert never.min_answer_p() == 0.0 and never.ask(MISSING_QS[0]).mode == "extractive"
+    off = Assistant(settings.replace(extractive_cross="off"), retriever)
+    assert off.reader.cross is None and off.ask(MISSING_QS[0]).mode == "extractive"
+
+
+@pytest.mark.slow
+def test_training_script_fits_a_loadable_cross_reader(tmp_path):
+    """eval/train_cross_reader.py end to end on a hand-made SQuAD-format set (the real one is ../shared)."""
+    import subprocess
+    import sys
+
+    articles = []
+    for j in range(12):
+        paras = []
+        for i in range(3):
+            k = j * 3 + i
+            ctx = (f"第{k}号機の開発は順調だった。第{k}号機は{2000 + k}年{k % 12 + 1}月に完成した。"
+                   f"設計者はタナカ{k}である。部品は{100 + k}個ある。")
+            paras.append({"context": ctx, "qas": [
+                {"id": f"q{k}a", "question": f"第{k}号機が完成したのはいつ?",
+                 "answers": [{"text": f"{2000 + k}年{k % 12 + 1}月", "answer_start": ctx.index(f"{2000 + k}年")}]}]})
+        articles.append({"title": f"t{j}", "paragraphs": paras})
+    (tmp_path / "jaquad_train_0000.json").write_text(json.dumps({"data": articles}, ensure_ascii=False),
+                                                     encoding="utf-8")
+    out = tmp_path / "cross.npz"
+    root = ex.DEFAULT_MODEL.parents[2]
+    run = subprocess.run([sys.executable, str(root / "eval" / "train_cross_reader.py"), "--train", str(tmp_path),
+                          "--skip-articles", "0", "--questions", "12", "--held-questions", "3", "--layers", "1",
+                          "--out", str(out)], capture_output=True, text=True, cwd=root)
+    assert run.returncode == 0, run.stderr[-2000:]
+    r = ex.load_reader(None, str(out))
+    assert r.cross is not None and r.cross.meta["script"] == "eval/train_cross_reader.py"
+    assert r.cross.top == 8 and set(r.cross.weights) >= {"l11.qkv.A", "l11.fo.B", "head.w", "head.b"}
+    text, p = ex.read("第3号機が完成したのはいつ?", ["第3号機の開発は順調だった。第3号機は2003年4月に完成した。"], None, r)
+    assert text and 0.0 <= p <= 1.0
