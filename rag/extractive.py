@@ -542,8 +542,8 @@ def overlap_scores(question: str, cands: Sequence[Candidate], idf: Callable[[str
 
 
 def rank_sentences(question: str, sources: Sequence, idf: Callable[[str], float] | None = None,
-                   reader: Reader | None = None,
-                   max_passages: int = MAX_PASSAGES) -> list[tuple[int, str, float]]:
+                   reader: Reader | None = None, max_passages: int = MAX_PASSAGES,
+                   asked: str | None = None) -> list[tuple[int, str, float]]:
     """(source_n, sentence, score) for the sentences of the top passages, best first.
 
     With a reader model, score = P(the sentence holds the answer), comparable across questions (a
@@ -559,8 +559,8 @@ def rank_sentences(question: str, sources: Sequence, idf: Callable[[str], float]
         scores = overlap_scores(question, cands, idf)
     order = sorted(range(len(cands)), key=lambda i: (-scores[i], cands[i].source_n, cands[i].pos))
     cross = getattr(reader, "cross", None)
-    if cross is not None:
-        order, scores = reread(question, cands, order, scores, cross)
+    if cross is not None:   # `asked`: a follow-up as typed, when `question` glues it to the one before
+        order, scores = reread(asked or question, cands, order, scores, cross)
     return [(cands[i].source_n, cands[i].sentence, float(scores[i])) for i in order]
 
 
@@ -609,10 +609,13 @@ def extractive_answer(question: str, sources: Sequence, idf: Callable[[str], flo
 
 
 def read(question: str, sources: Sequence, idf: Callable[[str], float] | None = None,
-         reader: Reader | None = None, max_chars: int = 320,
-         max_passages: int = MAX_PASSAGES) -> tuple[str, float | None]:
-    """`extractive_answer`'s text and the best sentence's score (None without sentences)."""
-    ranked = rank_sentences(question, sources, idf, reader, max_passages)
+         reader: Reader | None = None, max_chars: int = 320, max_passages: int = MAX_PASSAGES,
+         asked: str | None = None) -> tuple[str, float | None]:
+    """`extractive_answer`'s text and the best sentence's score (None without sentences).
+
+    asked: the follow-up as typed where `question` is the rule's rewrite (the previous question
+    prepended): the cross reader reads that one, or it answers the previous question again."""
+    ranked = rank_sentences(question, sources, idf, reader, max_passages, asked)
     if not ranked:
         return "", None
     n, best, best_score = ranked[0]

@@ -280,12 +280,12 @@ class Assistant:
     def extractive(self, question: str, hits: Sequence[Hit]) -> str:
         return self.read(question, hits)[0]
 
-    def read(self, question: str, hits: Sequence[Hit]) -> tuple[str, float | None]:
+    def read(self, question: str, hits: Sequence[Hit], asked: str | None = None) -> tuple[str, float | None]:
         """The extractive answer and, with the cross reader, P(its lead sentence answers)."""
         reader = self.reader
         if reader is None:
             return extractive_answer(self.retriever, question, hits), None
-        text, best = extractive.read(question, hits, extractive.index_idf(self.retriever), reader)
+        text, best = extractive.read(question, hits, extractive.index_idf(self.retriever), reader, asked=asked)
         return text, (best if reader.cross is not None else None)
 
     def min_answer_p(self) -> float:
@@ -395,9 +395,11 @@ class Assistant:
             for cid in getattr(src, "chunk_ids", None) or [src.chunk_id]:
                 where.setdefault(cid, j)
         raw = [h for h in draft.retrieved if h.chunk_id in where]
+        # the rule's rewrite of a follow-up is "previous question + follow-up"; an endpoint's is clean
+        asked = draft.question if self.client is None and draft.standalone != draft.question else None
         if not raw:
-            return self.read(draft.standalone, draft.hits)
-        body, p = self.read(draft.standalone, raw)
+            return self.read(draft.standalone, draft.hits, asked)
+        body, p = self.read(draft.standalone, raw, asked)
         to_source = {i: where[h.chunk_id] for i, h in enumerate(raw, 1)}
         return re.sub(r"\[(\d+)\]", lambda m: f"[{to_source.get(int(m.group(1)), int(m.group(1)))}]", body), p
 

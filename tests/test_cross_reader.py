@@ -117,6 +117,20 @@ def test_assistant_refuses_a_missing_fact_without_an_endpoint(retriever, setting
     assert off.reader.cross is None and off.ask(MISSING_QS[0]).mode == "extractive"
 
 
+def test_a_follow_up_is_read_as_typed_not_as_the_glued_rewrite(retriever, settings):
+    """Without an endpoint the follow-up is rewritten as "previous question + follow-up" for
+    retrieval; the cross reader must answer the follow-up, not the previous question again."""
+    from rag.generation import Assistant
+
+    a = Assistant(settings, retriever)
+    q = "注文履歴APIのp95レイテンシはいくつに下がった？"
+    first = a.ask(q)
+    follow = a.ask("ディスク使用量はどれくらい減った？", history=[(q, first.answer)])
+    assert follow.standalone_question.startswith(q)   # the rule's rewrite, as retrieval used it
+    lead = follow.answer.split("\n\n", 1)[1].split("\n")[0]
+    assert "14GB" in lead, follow.answer
+
+
 @pytest.mark.slow
 def test_training_script_fits_a_loadable_cross_reader(tmp_path):
     """eval/train_cross_reader.py end to end on a hand-made SQuAD-format set (the real one is ../shared)."""
