@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rag.text import split_sentences, strip_citations  # noqa: E402
 from rag.evaluation import contains_answer, load_questions  # noqa: E402
-from rag.extractive import (answer_span, extractive_answer, load_reader, question_type,  # noqa: E402
+from rag.extractive import (answer_from_ranked, answer_span, load_reader, question_type,  # noqa: E402
                             rank_sentences)
 
 
@@ -111,9 +111,9 @@ def main() -> int:
             return table.get(term, top)
 
         old_ok = contains_answer(first_sentence(c["old"]), q["answers"])
-        body = extractive_answer(q["question"], c["texts"], idf, ranker, max_passages=args.passages)
-        new_ok = contains_answer(first_sentence(body), q["answers"])
         ranked = rank_sentences(q["question"], c["texts"], idf, ranker, args.passages)
+        body = answer_from_ranked(q["question"], ranked, ranker)   # what extractive_answer returns
+        new_ok = contains_answer(first_sentence(body), q["answers"])
         lead_ok = bool(ranked) and contains_answer(ranked[0][1], q["answers"])
         oracle += any(contains_answer(s, q["answers"]) for _, s, _ in ranked)
         span = answer_span(q["question"], ranked[0][1], ranker) if ranked else None

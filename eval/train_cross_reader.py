@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_reader import load_articles, make_idf, pools  # noqa: E402
 
 from rag import cross_reader as cr  # noqa: E402
-from rag.extractive import Candidate, features, load_reader  # noqa: E402
+from rag.extractive import features, load_reader  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,9 +56,8 @@ def reader_pools(articles, idf, reader, top: int, drop_answers: bool = False):
     out = []
     for q, cands, labels in pools(articles, idf):
         if drop_answers:
-            keep = [i for i, y in enumerate(labels) if not y]
-            cands = [Candidate(cands[i].source_n, cands[i].pos, cands[i].sentence) for i in keep]
-            labels = [0] * len(keep)
+            cands = [c for c, y in zip(cands, labels) if not y]
+            labels = [0] * len(cands)
             if len(cands) < 2:
                 continue
         p = reader.sentence.predict(features(q, cands, idf))
@@ -72,25 +71,12 @@ def reader_pools(articles, idf, reader, top: int, drop_answers: bool = False):
 
 
 def cross_logits(enc, tok, wemb, head, groups, batch: int = 32) -> list[np.ndarray]:
-    import torch
-
-    rows, where = [], []
-    for g, (q, sents, _, _) in enumerate(groups):
-        for j, s in enumerate(sents):
-            rows.append(cr.pair_ids(tok, q, s))
-            where.append((g, j))
-    out = [np.zeros(len(g[1])) for g in groups]
-    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+    """The cross logits of every group's sentences, batched across groups."""
+    rows = [cr.pair_ids(tok, q, s) for q, sents, _, _ in groups for s in sents]
     enc.eval()
-    with torch.inference_mode():
-        for a in range(0, len(order), batch):
-            idx = order[a:a + batch]
-            w, m = cr.batch_inputs(wemb, tok.unk, [rows[i] for i in idx])
-            z = head(enc(w, m)).squeeze(-1).numpy()
-            for i, v in zip(idx, z):
-                g, j = where[i]
-                out[g][j] = v
-    return out
+    flat = cr.pair_logits(enc, wemb, tok.unk, rows, head, batch)
+    ends = np.cumsum([len(g[1]) for g in groups])
+    return np.split(flat, ends[:-1]) if len(groups) else []
 
 
 def top1(groups, scores) -> float:

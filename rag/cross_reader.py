@@ -94,6 +94,20 @@ def batch_inputs(wemb, unk: int, rows: Sequence[Sequence[int]]):
     return torch.from_numpy(wemb(ids)), torch.from_numpy(mask)
 
 
+def pair_logits(enc, wemb, unk: int, rows: Sequence[Sequence[int]], head, batch: int = 16) -> np.ndarray:
+    """`head(pooled)` for each pair of token ids, batched by length (little padding)."""
+    import torch
+
+    out = np.zeros(len(rows), dtype=np.float64)
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+    with torch.inference_mode():
+        for a in range(0, len(order), batch):
+            idx = order[a:a + batch]
+            w, m = batch_inputs(wemb, unk, [rows[i] for i in idx])
+            out[idx] = head(enc(w, m)).reshape(-1).numpy()
+    return out
+
+
 @dataclass
 class CrossReader:
     """The trained adapters and head, merged into a private copy of the bundled encoder."""
@@ -137,19 +151,9 @@ class CrossReader:
 
     def logits(self, question: str, sentences: Sequence[str], batch: int = 16) -> np.ndarray:
         """The cross-encoder's logit for each sentence answering `question`."""
-        import torch
-
         enc, tok, wemb, head_w, head_b = self._load_model()
         rows = [pair_ids(tok, question, s) for s in sentences]
-        out = np.zeros(len(rows), dtype=np.float64)
-        order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
-        with torch.inference_mode():
-            for a in range(0, len(order), batch):
-                idx = order[a:a + batch]
-                w, m = batch_inputs(wemb, tok.unk, [rows[i] for i in idx])
-                z = (enc(w, m) @ head_w).numpy() + head_b
-                out[idx] = z
-        return out
+        return pair_logits(enc, wemb, tok.unk, rows, lambda pooled: pooled @ head_w + head_b, batch)
 
     def combine(self, cross: np.ndarray, linear_p: np.ndarray) -> np.ndarray:
         """P(the sentence answers) from the cross logit and the linear reader's probability."""

@@ -616,8 +616,14 @@ def read(question: str, sources: Sequence, idf: Callable[[str], float] | None = 
     asked: the follow-up as typed where `question` is the rule's rewrite (the previous question
     prepended): the cross reader reads that one, or it answers the previous question again."""
     ranked = rank_sentences(question, sources, idf, reader, max_passages, asked)
+    return answer_from_ranked(question, ranked, reader, max_chars), (ranked[0][2] if ranked else None)
+
+
+def answer_from_ranked(question: str, ranked: Sequence[tuple[int, str, float]], reader: Reader | None = None,
+                       max_chars: int = 320) -> str:
+    """The answer text from `rank_sentences`' output (for callers that keep the ranking too)."""
     if not ranked:
-        return "", None
+        return ""
     n, best, best_score = ranked[0]
     lead = _cite(best, n)
     span = answer_span(question, best, reader)
@@ -629,7 +635,7 @@ def read(question: str, sources: Sequence, idf: Callable[[str], float] | None = 
             break
         lines.append(_cite(s, n2))
         used += len(s)
-    return "\n".join(lines), best_score
+    return "\n".join(lines)
 
 
 def index_idf(retriever) -> Callable[[str], float]:
