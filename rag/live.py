@@ -59,7 +59,24 @@ class _LiveRetriever:
         return getattr(self._live._current.assistant.retriever, name)
 
 
-class LiveAssistant:
+class _Worker:
+    """A daemon thread that polls until `stop()` (the reloader and the site watcher)."""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _spawn(self, target: Callable, name: str, *args: Any) -> None:
+        self._thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
+class LiveAssistant(_Worker):
     """An Assistant that follows the index's live generation (see module docstring).
 
     `first` answers from the generation that is live now; `make(reader)` builds the Assistant for a
@@ -67,6 +84,7 @@ class LiveAssistant:
     index files)."""
 
     def __init__(self, first: Any, make: Callable[[IndexReader], Any], poll_s: float | None = None):
+        super().__init__()
         self.settings = first.settings
         self.index_dir = Path(first.retriever.reader.index_dir)
         self._make = make
@@ -74,8 +92,6 @@ class LiveAssistant:
         self._lock = threading.Lock()
         self._current = _Generation(first, first.retriever.reader)
         self._retriever = _LiveRetriever(self)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self.switches: list[dict] = []  # {"generation", "seconds", "at"} per switch (logged too)
 
     # ------------------------------------------------------------ the Assistant interface
@@ -159,14 +175,8 @@ class LiveAssistant:
 
     def start(self) -> "LiveAssistant":
         if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="rag-reload", daemon=True)
-            self._thread.start()
+            self._spawn(self._run, "rag-reload")
         return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
 
 
 # ---------------------------------------------------------------- rag serve --watch
@@ -188,18 +198,17 @@ def tree_state(root: Path) -> dict[str, tuple[int, int]]:
     return state
 
 
-class SiteWatcher:
+class SiteWatcher(_Worker):
     """Re-ingests a posts folder or site when it changes: debounced, one ingest at a time, logged."""
 
     def __init__(self, root: Path, settings: Settings, ingest_fn: Callable[[], Any],
                  poll_s: float | None = None, debounce_s: float | None = None):
+        super().__init__()
         self.root = Path(root)
         self.settings = settings
         self._ingest = ingest_fn
         self.poll_s = settings.watch_poll_s if poll_s is None else poll_s
         self.debounce_s = settings.watch_debounce_s if debounce_s is None else debounce_s
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self.runs = 0
 
     def run_ingest(self) -> bool:
@@ -248,14 +257,8 @@ class SiteWatcher:
                 changed_at = time.monotonic()
 
     def start(self, initial: bool = True) -> "SiteWatcher":
-        self._thread = threading.Thread(target=self._run, args=(initial,), name="rag-watch", daemon=True)
-        self._thread.start()
+        self._spawn(self._run, "rag-watch", initial)
         return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
 
 
 def open_live_assistant(settings: Settings, client: Any = None) -> LiveAssistant:
