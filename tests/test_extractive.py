@@ -68,6 +68,21 @@ def test_ranker_prefers_the_answering_sentence_to_the_one_echoing_the_question(r
     assert "2013年2月24日" not in ex.rank_sentences(DATE_Q, sources, None, None)[0][1]
 
 
+def test_a_version_question_ranks_the_sentence_with_the_new_version_first(reader):
+    # the learned weights for "version" come from 3 training questions: read as a number question
+    # (before: the version sentences scored 0.0006 and 0.001, the restatements won)
+    cases = [("REXML の DoS 脆弱性を修正するには、REXML gem をどのバージョンに更新すればよいですか？",
+              "REXML gem に DoS 脆弱性が見つかりました。\nこの脆弱性は、CVE-2024-35176 として登録されています。\n"
+              "REXML gem を 3.2.7 以上に更新してください。\n詳しくは公式ブログをご覧ください。", "3.2.7"),
+             ("Ruby 2.1.1 で変わった Hash#reject の挙動は、どのバージョンで元に戻りますか？",
+              "Ruby 2.1.1 では Hash#reject の挙動が意図せず変わりました。\nこの挙動変更は Ruby 2.1.2 で元に戻る予定です。\n"
+              "Hash#reject を使うコードを確認してください。", "2.1.2")]
+    plain = dataclasses.replace(reader, cross=None)
+    for q, text, gold in cases:
+        assert ex.question_type(q) == "version"
+        assert gold in ex.rank_sentences(q, [text], None, plain)[0][1], q
+
+
 def test_answer_leads_with_the_span_when_the_span_model_is_confident(reader):
     sure = dataclasses.replace(reader, span_threshold=0.0)
     span, p = ex.answer_span(DATE_Q, ex.rank_sentences(DATE_Q, DATE_SOURCES, None, sure)[0][1], sure)
