@@ -11,7 +11,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from .text import CITATION_RE, citation_numbers, content_bigrams, split_sentences, strip_citations
+from .text import (CITATION_RE, citation_numbers, content_bigrams, split_sentences, strip_citations,
+                   unescape_markdown)
 
 _CITE_RUN_RE = re.compile(r"(?:" + CITATION_RE.pattern + r")+")
 _PARTIAL_RE = re.compile(r"[\[【［]\^?[\d\s,，、^]*$")
@@ -75,10 +76,12 @@ class Renumberer:
 
 
 def support_score(claim: str, source: str) -> float:
-    """Share of the claim's content bigrams (and Latin words) found in the source; numbers must all appear."""
+    """Share of the claim's content bigrams (and Latin words) found in the source; numbers must all appear.
+    The source is read as its reader sees it (an extractive quote of `1\\.8.4` says 1.8.4)."""
     c = content_bigrams(claim)
     if not c:
         return 1.0
+    source = unescape_markdown(source)
     s = content_bigrams(source)
     nums = set(_NUM_RE.findall(strip_citations(claim)))
     src_norm = "".join(source.split())

@@ -29,7 +29,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from .metadata import is_header
-from .text import bigram_tokens, defuse_markers, normalize, split_sentences
+from .text import bigram_tokens, defuse_markers, normalize, split_sentences, unescape_markdown
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "reader.json"
 MAX_PASSAGES = 3
@@ -252,7 +252,6 @@ _defuse = defuse_markers
 
 
 _MD_LINK = re.compile(r"!?\[([^\]\n]*)\]\([^)\s]*(?:\s+\"[^\"]*\")?\)|!?\[([^\]\n]*)\]\[[^\]\n]*\]")
-_MD_ESCAPE = re.compile(r"\\([\\`*_{}\[\]()#+\-.!|])")
 _URL = re.compile(r"https?://[^\s)\]」』>]+")
 
 
@@ -260,7 +259,7 @@ def plain_line(line: str) -> str:
     """Markdown link syntax and escapes out of a line (`[CVE-2024-1](https://…)` -> `CVE-2024-1`),
     so a URL's `?` does not end a sentence and the reader quotes what the post's reader sees."""
     line = _MD_LINK.sub(lambda m: m.group(1) if m.group(1) is not None else m.group(2), line)
-    return _MD_ESCAPE.sub(r"\1", line)
+    return unescape_markdown(line)
 
 
 def _split_keeping_urls(line: str) -> list[str]:

@@ -62,7 +62,6 @@ def title_match(question: str, title: str) -> float:
     else the share of the title's content bigrams that occur in the question (0 when an
     identifier of the question is missing from the title)."""
     t = fold(title)
-    q = fold(question)
     for quoted in _QUOTED.findall(question):
         if fold(quoted).replace(" ", "") == t.replace(" ", ""):
             return 1.0

@@ -115,3 +115,12 @@ def strip_citations(text: str) -> str:
 def defuse_markers(text: str) -> str:
     """Quoted post text may contain `[3]`-like strings: they are not our citations, keep them inert."""
     return CITATION_RE.sub(lambda m: f"〔{m.group(0)[1:-1]}〕", text)
+
+
+_MD_ESCAPE = re.compile(r"\\([\\`*_{}\[\]()#+\-.!|])")
+
+
+def unescape_markdown(text: str) -> str:
+    """Markdown's backslash escapes removed (`1\\.8.4` -> `1.8.4`): what the post's reader sees."""
+    return _MD_ESCAPE.sub(r"\1", text)
+

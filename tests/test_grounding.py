@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from rag.app import api_answer_text, format_answer_markdown, format_sources_html
-from rag.citations import Claim, groundedness
+from rag.citations import Claim, check_claims, groundedness
 from rag.config import load_settings
 from rag.evaluation import evaluate_question, summarize
 from rag.generation import Answer, Prompts, reader_blocks
@@ -65,6 +65,14 @@ def fallback_lines(text: str) -> list[tuple[str, int]]:
 
 
 # ------------------------------------------------------------------ the verdict (pure)
+
+def test_a_quote_of_an_escaped_markdown_line_is_supported():
+    # the post writes `1\\.8.4` (a Markdown escape); the extractive answer quotes what readers see
+    source = "## 脆弱性の存在するバージョン\n: 1\\.8.4以前の全てのバージョン、1.8.5-p113以前のバージョン\n"
+    claim = check_claims("1.8.4以前の全てのバージョン、1.8.5-p113以前のバージョン[1]", {1: source})[0]
+    assert claim.supported and claim.score == 1.0
+    assert not check_claims("1.8.3以前の全てのバージョン[1]", {1: source})[0].supported
+
 
 def test_groundedness_from_claims_and_citations():
     cites = [{"n": 1, "supported": True}, {"n": 2, "supported": False}]
