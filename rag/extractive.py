@@ -246,6 +246,12 @@ class Candidate:
     source_n: int       # 1-based rank of the passage among the sources
     pos: int            # position of the sentence in its passage
     sentence: str
+    context: str = ""   # for a list item: the line that introduces its list (what it is about)
+
+    def for_reading(self, max_context: int = 60) -> str:
+        """The sentence as the cross reader reads it: a list item after its list's introduction
+        (「* 会場: 松江テルサ」 says where only next to 「松江Ruby会議07 を開催します」)."""
+        return f"{self.context[-max_context:]} {self.sentence}" if self.context else self.sentence
 
 
 _defuse = defuse_markers
@@ -273,19 +279,34 @@ def _split_keeping_urls(line: str) -> list[str]:
     return [re.sub(r"\x00(\d+)\x00", lambda m: urls[int(m.group(1))], s) for s in split_sentences(hidden)]
 
 
+_ITEM_RE = re.compile(r"^\s*(?:[-*+]|\d+[.)]|:)\s")   # list items and kramdown definitions (": …")
+
+
 def passage_sentences(text: str) -> list[str]:
     """Answerable sentences of a passage: no headings, no code, nothing shorter than 6 chars."""
-    out, in_code = [], False
+    return [s for s, _ in passage_sentences_in_context(text)]
+
+
+def passage_sentences_in_context(text: str) -> list[tuple[str, str]]:
+    """(sentence, context) for `passage_sentences`: context is, for a list item, the nearest line
+    above its list that is not an item (its introduction, a definition's term, or a heading)."""
+    out, in_code, intro = [], False, ""
     for line in text.split("\n"):
         if line.strip().startswith(("```", "~~~")):
             in_code = not in_code
             continue
-        if in_code or line.lstrip().startswith("#") or is_header(line):  # not the front-matter line
+        if in_code or is_header(line) or not line.strip():   # not the front-matter line
+            continue
+        item = bool(_ITEM_RE.match(line))
+        if line.lstrip().startswith("#"):
+            intro = plain_line(line.lstrip("# ").strip())
             continue
         for s in _split_keeping_urls(plain_line(line)):
             s = s.strip().lstrip(":：").strip()
             if len(s) >= 6:
-                out.append(s)
+                out.append((s, intro if item else ""))
+        if not item:
+            intro = plain_line(line).strip()
     return out
 
 
@@ -295,11 +316,11 @@ def candidates(sources: Sequence, max_passages: int = MAX_PASSAGES) -> list[Cand
     out, seen = [], set()
     for n, src in enumerate(list(sources)[:max_passages], start=1):
         text = src if isinstance(src, str) else src.text
-        for i, s in enumerate(passage_sentences(text)):
+        for i, (s, context) in enumerate(passage_sentences_in_context(text)):
             key = _norm(s)
             if key not in seen:  # overlapping chunks repeat sentences: keep the better-ranked copy
                 seen.add(key)
-                out.append(Candidate(n, i, s))
+                out.append(Candidate(n, i, s, context))
     return out
 
 
@@ -577,7 +598,7 @@ def reread(question: str, cands: Sequence[Candidate], order: list[int], p: np.nd
     """The cross reader rescores the linear reader's best `cross.top` sentences; they stay ahead of
     the rest, whose scores are capped below theirs, so `score` keeps meaning P(answers)."""
     top, rest = order[:cross.top], order[cross.top:]
-    combined = cross.combine(cross.logits(question, [cands[i].sentence for i in top]), p[top])
+    combined = cross.combine(cross.logits(question, [cands[i].for_reading() for i in top]), p[top])
     scores = np.asarray(p, dtype=np.float64).copy()
     scores[top] = combined
     if rest:

@@ -89,6 +89,17 @@ def test_bundled_model_leads_with_the_answer_and_scores_a_missing_fact_low(bundl
         assert p_missing < bundled.cross.refuse_below, q
 
 
+def test_a_list_item_is_read_with_its_lists_introduction(bundled):
+    # 「* 会場: …」 alone does not say which event; after 「松江Ruby会議07 を…開催します」 it does
+    # (read alone it scored 0.528 against 0.526 for the registration sentence; with it, 0.72)
+    text = ("日本Rubyの会が後援する地域Ruby会議の1つである松江Ruby会議07の参加登録が開始されました。\n\n"
+            "松江Ruby会議07 を次のとおり開催します。\n\n* 日時: 2015年10月24日(土)\n* 会場: 松江テルサ４F\n"
+            "* 参加費: 無料\n\n参加登録は公式サイトからどうぞ。")
+    ranked = ex.rank_sentences("松江Ruby会議07 の会場はどこですか？", [text], None, bundled)
+    assert "松江テルサ" in ranked[0][1]
+    assert ranked[0][2] - ranked[1][2] > 0.1, ranked[:2]
+
+
 def test_reread_keeps_the_rest_below_the_reread_sentences(bundled):
     cands = ex.candidates(PG_SOURCES)
     p = np.full(len(cands), 0.99)   # the rest scored high by the linear reader ...

@@ -58,6 +58,20 @@ def test_candidates_skip_headings_code_short_and_repeated_sentences():
     assert [(c.source_n, c.sentence) for c in cands] == [(1, "本文の一文目です。"), (2, "別の文です。")]
 
 
+def test_a_list_item_carries_the_line_that_introduces_its_list():
+    text = ("松江Ruby会議07 を次のとおり開催します。\n\n* 日時: 2015年10月24日\n* 会場: [松江テルサ４F](https://x)\n\n"
+            "## 脆弱性の存在するバージョン\n1.8系\n: 1\\.8.4以前の全てのバージョン\n\n## 対応\n- 更新してください")
+    got = [(c.sentence, c.context) for c in ex.candidates([text])]
+    assert got == [("松江Ruby会議07 を次のとおり開催します。", ""),
+                   ("* 日時: 2015年10月24日", "松江Ruby会議07 を次のとおり開催します。"),
+                   ("* 会場: 松江テルサ４F", "松江Ruby会議07 を次のとおり開催します。"),
+                   ("1.8.4以前の全てのバージョン", "1.8系"),        # a kramdown definition: its term
+                   ("- 更新してください", "対応")]                   # right under a heading: the heading
+    item = ex.candidates([text])[2]
+    assert item.for_reading() == "松江Ruby会議07 を次のとおり開催します。 * 会場: 松江テルサ４F"
+    assert ex.candidates(["本文の一文目です。"])[0].for_reading() == "本文の一文目です。"
+
+
 def test_ranker_prefers_the_answering_sentence_to_the_one_echoing_the_question(reader):
     sources = ["Ruby 2.0.0 の公開について、開発チームからお知らせします。公開日は2013年2月24日でした。"]
     ranked = ex.rank_sentences(DATE_Q, sources, None, reader)
