@@ -23,7 +23,7 @@ from .config import Settings
 from .context import assemble, fetch_header, fetch_neighbours, front_matter
 from .llm import ChatClient, LLMConfig, LLMError, redact_url
 from .retrieval import Filters, Hit, Retriever
-from .text import defuse_markers, has_cjk, is_english, split_sentences
+from .text import defuse_markers, fold, has_cjk, is_english, split_sentences, unescape_markdown
 
 log = logging.getLogger(__name__)
 _FOLLOWUP_HINT = re.compile(r"(それ|その|これ|この|あれ|あの|そこ|彼|彼女|同じ|前者|後者|さっき|\b(it|its|that|those|they|them|this|these)\b)",
@@ -364,12 +364,23 @@ class Assistant:
             ev["answer_score"] = round(max(scores), 4)
         if not hits or should_refuse(ev, self.settings, standalone, gate_only=self.client is not None):
             yield from self._refuse(draft, english, refusal.OFF_ARCHIVE)
-        elif self.client is None and refusal.no_answer(scores, self.settings.answer_min_score):
+        elif self.client is None and (self.missing_identifiers(draft)
+                                      or refusal.no_answer(scores, self.settings.answer_min_score)):
             yield from self._refuse(draft, english, refusal.NOT_STATED)
         elif self.client is None:
             yield from self._extract(draft, english)
         else:
             yield from self._generate(draft, standalone if history else question, english)
+
+    def missing_identifiers(self, draft: "_Draft") -> list[str]:
+        """Identifiers of the question that no source holds (put in the evidence when any): the
+        extractive answerer would quote a post about another version or CVE."""
+        texts = [fold(unescape_markdown(f"{h.title}\n{h.text}")) for h in draft.hits]
+        missing = refusal.missing_identifiers(metadata.key_tokens(draft.standalone),
+                                              lambda t: any(metadata.has_token(x, t, series=True) for x in texts))
+        if missing:
+            draft.evidence["missing_identifiers"] = missing
+        return missing
 
     def _refuse(self, draft: "_Draft", english: bool, kind: str) -> Iterator[tuple[str, object]]:
         text = self.prompts.lang("refusal" if kind == refusal.OFF_ARCHIVE else "not_stated", english)

@@ -53,8 +53,11 @@ def key_tokens(question: str) -> list[str]:
     return _KEY_TOKEN.findall(fold(question))
 
 
-def _has_token(title: str, tok: str) -> bool:
-    return re.search(r"(?<![0-9A-Za-z.])" + re.escape(tok) + r"(?![0-9A-Za-z]|\.\d)", title) is not None
+def has_token(text: str, tok: str, series: bool = False) -> bool:
+    """`tok` (folded) stands in folded `text` as a whole identifier: 1.8.8 is not in 1.8.8dev or
+    1.8.80. series: a version also stands in its own releases (3.31 in 3.31.1)."""
+    after = r"(?![0-9A-Za-z])" if series else r"(?![0-9A-Za-z]|\.\d)"
+    return re.search(r"(?<![0-9A-Za-z.])" + re.escape(tok) + after, text) is not None
 
 
 def title_match(question: str, title: str) -> float:
@@ -67,7 +70,7 @@ def title_match(question: str, title: str) -> float:
             return 1.0
     keys = key_tokens(question)
     if keys:
-        return 1.0 if all(_has_token(t, k) for k in keys) else 0.0
+        return 1.0 if all(has_token(t, k) for k in keys) else 0.0
     tb = _content(t)
     qb = subject_terms(question)
     if not tb or not qb:

@@ -5,7 +5,8 @@
   top passages). With a chat endpoint this gate is loose (it only stops what is clearly off the
   archive); the model then decides the rest.
 - "not_stated": the archive covers the topic but not the asked fact. With a chat endpoint the
-  model replies with `MARKER`; without one the extractive answerer's best per-sentence answer
+  model replies with `MARKER`; without one, the question names an identifier (a version, a CVE
+  id) that none of the sources holds, or the extractive answerer's best per-sentence answer
   score is below a threshold. Any answerer that scores sentences (the overlap scorer of
   `generation.extractive_answer`, or a learned sentence ranker) plugs in through `no_answer`.
 """
@@ -13,7 +14,7 @@
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from typing import Callable, Sequence
 
 OFF_ARCHIVE = "off_archive"
 NOT_STATED = "not_stated"
@@ -33,6 +34,14 @@ def off_archive(dense: float | None, coverage: float, cjk_question: bool, min_de
     if cjk_question and coverage < min_coverage:
         return True
     return dense is not None and dense < min_dense
+
+
+def missing_identifiers(identifiers: Sequence[str], has: Callable[[str], bool]) -> list[str]:
+    """The question's identifiers (versions, CVE ids: `metadata.key_tokens`) that the sources lack.
+
+    A question about Ruby 3.3.10 retrieves the posts on 3.3.9 and 3.3.12; quoting them would
+    answer about another release. `has(token)` says whether the sources hold it."""
+    return [t for t in dict.fromkeys(identifiers) if not has(t)]
 
 
 def no_answer(sentence_scores: Sequence[float], min_score: float) -> bool:

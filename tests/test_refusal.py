@@ -99,3 +99,28 @@ def test_a_jekyll_post_without_a_date_field_is_dated_by_its_file_name():
     f = metadata.fields({"post_id": "ja/news/_posts/2005-07-01-20050701", "title": "T", "date": None})
     assert f["date"] == "2005-07-01"
     assert metadata.fields({"post_id": "notes/about", "title": "T"})["date"] == "?"
+
+
+def test_missing_identifiers_are_the_question_s_versions_and_ids_that_no_source_holds():
+    texts = [metadata.fold("SQLite 3.31.1 へ移行しました。CVE-2024-1234 の修正を含みます。Ruby 1.8.8dev")]
+
+    def has(t: str) -> bool:
+        return any(metadata.has_token(x, t, series=True) for x in texts)
+
+    ids = metadata.key_tokens("SQLite 3.31 と 3.3.1 と CVE-2024-1234 と CVE-2024-12345 と 1.8.8 と 3.31.1")
+    assert ids == ["3.31", "3.3.1", "cve-2024-1234", "cve-2024-12345", "1.8.8", "3.31.1"]
+    # 3.31 is the series of 3.31.1; 3.3.1, a longer CVE number and a dev build are other things
+    assert refusal.missing_identifiers(ids, has) == ["3.3.1", "cve-2024-12345", "1.8.8"]
+    assert not metadata.has_token(texts[0], "3.31")          # a title must carry the exact version
+    assert refusal.missing_identifiers([], has) == []
+
+
+def test_the_extractive_answerer_refuses_a_question_about_a_version_the_archive_lacks(retriever, settings):
+    from rag.generation import Assistant
+
+    a = Assistant(settings, retriever)   # no endpoint: extractive
+    ans = a.ask("SQLite 3.31.1 に移行したのはいつですか？")
+    assert ans.mode == "extractive" and "missing_identifiers" not in ans.evidence
+    ans = a.ask("SQLite 3.32.0 に移行したのはいつですか？")   # the post is about 3.31.1
+    assert ans.mode == "refused" and ans.refusal == refusal.NOT_STATED
+    assert ans.evidence["missing_identifiers"] == ["3.32.0"] and ans.sources
