@@ -82,9 +82,10 @@ def question_type(question: str) -> str:
 
 def model_type(qtype: str) -> str:
     """The question type the learned models read. Their training data (JaQuAD train: 0.08% of the
-    sentence rows come from version questions, about 3 of 3,209) never taught them versions, and a 0/1 feature seen that rarely, once
-    standardized, swings the logit by whole units (-6.7 on every sentence with a version): a
-    version question is read as the number question it resembles. Spans keep the version shape."""
+    sentence rows, about 3 of 3,209 questions, ask for a version) never taught them versions, and
+    a 0/1 feature seen that rarely, once standardized, swings the logit by whole units (-6.7 on
+    every sentence with a version): a version question is read as the number question it
+    resembles. Spans keep the version shape."""
     return "number" if qtype == "version" else qtype
 
 
