@@ -180,6 +180,13 @@ def evidence(retriever: Retriever, question: str, hits: Sequence[Hit]) -> dict:
             "coverage": round(covered / total, 4) if total else 0.0}
 
 
+def identifiers_held(identifiers: Sequence[str], sources: Sequence[Hit]) -> list[set[str]]:
+    """Per source (title and text, Markdown escapes removed): which of the question's identifiers it
+    holds as whole identifiers (a version also in its releases: 3.31 in 3.31.1)."""
+    texts = [fold(unescape_markdown(f"{h.title}\n{h.text}")) for h in sources]
+    return [{t for t in identifiers if metadata.has_token(x, t, series=True)} for x in texts]
+
+
 def should_refuse(ev: dict, settings: Settings, question: str, gate_only: bool = False) -> bool:
     """Off-archive gate. `gate_only` (a chat model decides the rest): the loose thresholds."""
     dense, cov = ((settings.gate_min_dense, settings.gate_min_coverage) if gate_only
@@ -375,9 +382,9 @@ class Assistant:
     def missing_identifiers(self, draft: "_Draft") -> list[str]:
         """Identifiers of the question that no source holds (put in the evidence when any): the
         extractive answerer would quote a post about another version or CVE."""
-        texts = [fold(unescape_markdown(f"{h.title}\n{h.text}")) for h in draft.hits]
+        held = identifiers_held(metadata.key_tokens(draft.standalone), draft.hits)
         missing = refusal.missing_identifiers(metadata.key_tokens(draft.standalone),
-                                              lambda t: any(metadata.has_token(x, t, series=True) for x in texts))
+                                              lambda t: any(t in h for h in held))
         if missing:
             draft.evidence["missing_identifiers"] = missing
         return missing
@@ -406,6 +413,12 @@ class Assistant:
             for cid in getattr(src, "chunk_ids", None) or [src.chunk_id]:
                 where.setdefault(cid, j)
         raw = [h for h in draft.retrieved if h.chunk_id in where]
+        keys = metadata.key_tokens(draft.standalone)
+        if keys and raw:   # read the posts that name the question's versions and ids, when some do
+            n_held = [len(h) for h in identifiers_held(keys, draft.hits)]
+            best = max(n_held)
+            if best:
+                raw = [h for h in raw if n_held[where[h.chunk_id] - 1] == best]
         # the rule's rewrite of a follow-up is "previous question + follow-up"; an endpoint's is clean
         asked = draft.question if self.client is None and draft.standalone != draft.question else None
         if not raw:

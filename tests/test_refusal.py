@@ -124,3 +124,33 @@ def test_the_extractive_answerer_refuses_a_question_about_a_version_the_archive_
     ans = a.ask("SQLite 3.32.0 に移行したのはいつですか？")   # the post is about 3.31.1
     assert ans.mode == "refused" and ans.refusal == refusal.NOT_STATED
     assert ans.evidence["missing_identifiers"] == ["3.32.0"] and ans.sources
+
+
+@pytest.fixture(scope="module")
+def releases_retriever(tmp_path_factory, embedder, settings):
+    from rag.index import IndexReader
+    from rag.ingest import ingest
+    from rag.retrieval import Retriever
+
+    from tests.conftest import write_post
+
+    posts = tmp_path_factory.mktemp("release-posts")
+    write_post(posts, "2025-01-10-ruby-3-3-9.md", "Ruby 3.3.9 リリース",
+               "Ruby 3.3.9 をリリースしました。Ruby 3.3 系のこのリリースで修正された不具合は、"
+               "Hash#each が遅くなる不具合です。", date="2025-01-10")
+    write_post(posts, "2025-03-10-ruby-3-3-12.md", "Ruby 3.3.12 リリース",
+               "Ruby 3.3.12 を公開しました。\n\nこのリリースで修正された不具合は、ファイルを読み込むと落ちる不具合です。",
+               date="2025-03-10")
+    index = tmp_path_factory.mktemp("release-index")
+    ingest(posts, index, settings, embedder)
+    return Retriever(IndexReader(index), embedder, settings)
+
+
+def test_the_extractive_answer_quotes_the_post_that_names_the_asked_version(releases_retriever, settings):
+    from rag.generation import Assistant
+
+    a = Assistant(settings.replace(refusal_min_dense=0.0, refusal_min_coverage=0.0), releases_retriever)
+    ans = a.ask("Ruby 3.3.12 で修正された不具合は何ですか？")
+    assert ans.mode == "extractive"
+    assert "ファイルを読み込むと落ちる" in ans.answer and "Hash#each" not in ans.answer, ans.answer
+    assert ans.sources[0]["post_id"] == "2025-03-10-ruby-3-3-12"
