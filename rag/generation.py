@@ -13,6 +13,7 @@ import math
 import re
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -382,9 +383,7 @@ class Assistant:
     def missing_identifiers(self, draft: "_Draft") -> list[str]:
         """Identifiers of the question that no source holds (put in the evidence when any): the
         extractive answerer would quote a post about another version or CVE."""
-        held = identifiers_held(metadata.key_tokens(draft.standalone), draft.hits)
-        missing = refusal.missing_identifiers(metadata.key_tokens(draft.standalone),
-                                              lambda t: any(t in h for h in held))
+        missing = refusal.missing_identifiers(*draft.identifiers)
         if missing:
             draft.evidence["missing_identifiers"] = missing
         return missing
@@ -413,9 +412,9 @@ class Assistant:
             for cid in getattr(src, "chunk_ids", None) or [src.chunk_id]:
                 where.setdefault(cid, j)
         raw = [h for h in draft.retrieved if h.chunk_id in where]
-        keys = metadata.key_tokens(draft.standalone)
+        keys, held = draft.identifiers
         if keys and raw:   # read the posts that name the question's versions and ids, when some do
-            n_held = [len(h) for h in identifiers_held(keys, draft.hits)]
+            n_held = [len(h) for h in held]
             best = max(n_held)
             if best:
                 raw = [h for h in raw if n_held[where[h.chunk_id] - 1] == best]
@@ -550,6 +549,13 @@ class _Draft:
     t0: float
     t_retrieved: float
     retrieved: Sequence[Hit] = ()   # the chunks as retrieved, before assembly into `hits`
+
+    @cached_property
+    def identifiers(self) -> tuple[list[str], list[set[str]]]:
+        """The question's versions and ids, and per source those it holds: read once for both the
+        not-stated refusal and the extractive reader's choice of posts."""
+        keys = metadata.key_tokens(self.standalone)
+        return keys, (identifiers_held(keys, self.hits) if keys else [])
 
     def finish(self, text: str, mode: str, order: Sequence[int], invalid: Sequence[int] = (),
                error: str | None = None, claim_text: str | None = None, refusal_kind: str | None = None,

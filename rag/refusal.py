@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import re
-from typing import Callable, Sequence
+from typing import Sequence
 
 OFF_ARCHIVE = "off_archive"
 NOT_STATED = "not_stated"
@@ -36,12 +36,12 @@ def off_archive(dense: float | None, coverage: float, cjk_question: bool, min_de
     return dense is not None and dense < min_dense
 
 
-def missing_identifiers(identifiers: Sequence[str], has: Callable[[str], bool]) -> list[str]:
+def missing_identifiers(identifiers: Sequence[str], held: Sequence[set[str]]) -> list[str]:
     """The question's identifiers (versions, CVE ids: `metadata.key_tokens`) that the sources lack.
 
     A question about Ruby 3.3.10 retrieves the posts on 3.3.9 and 3.3.12; quoting them would
-    answer about another release. `has(token)` says whether the sources hold it."""
-    return [t for t in dict.fromkeys(identifiers) if not has(t)]
+    answer about another release. `held`: per source, the identifiers it holds."""
+    return [t for t in dict.fromkeys(identifiers) if not any(t in h for h in held)]
 
 
 def no_answer(sentence_scores: Sequence[float], min_score: float) -> bool:
