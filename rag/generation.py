@@ -165,8 +165,9 @@ def evidence(retriever: Retriever, question: str, hits: Sequence[Hit]) -> dict:
     Dense cosines bunch together (off-topic ~0.82, on-topic ~0.86 for e5), so coverage of the
     question's content terms by the top passages (idf-weighted) carries most of the signal.
     """
+    absent = retriever.absent_names(question)
     if not hits:
-        return {"dense": None, "coverage": 0.0}
+        return {"dense": None, "coverage": 0.0, **({"absent_names": absent} if absent else {})}
     scored = [h.dense_score for h in hits[:3] if h.dense_score is not None]
     dense = max(scored) if scored else None
     q_terms = set(retriever.tokenize(question))
@@ -178,7 +179,8 @@ def evidence(retriever: Retriever, question: str, hits: Sequence[Hit]) -> dict:
     total = sum(weights.values()) + unknown * retriever.max_idf  # terms unknown to the archive weigh the most
     covered = sum(w for t, w in weights.items() if t in top_terms)
     return {"dense": None if dense is None else round(float(dense), 4),
-            "coverage": round(covered / total, 4) if total else 0.0}
+            "coverage": round(covered / total, 4) if total else 0.0,
+            **({"absent_names": absent} if absent else {})}
 
 
 def identifiers_held(identifiers: Sequence[str], sources: Sequence[Hit]) -> list[set[str]]:
@@ -189,7 +191,10 @@ def identifiers_held(identifiers: Sequence[str], sources: Sequence[Hit]) -> list
 
 
 def should_refuse(ev: dict, settings: Settings, question: str, gate_only: bool = False) -> bool:
-    """Off-archive gate. `gate_only` (a chat model decides the rest): the loose thresholds."""
+    """Off-archive gate. `gate_only` (a chat model decides the rest): the loose thresholds. A name
+    the archive never mentions (`absent_names`) stops the question in both modes."""
+    if ev.get("absent_names"):
+        return True
     dense, cov = ((settings.gate_min_dense, settings.gate_min_coverage) if gate_only
                   else (settings.refusal_min_dense, settings.refusal_min_coverage))
     return refusal.off_archive(ev["dense"], ev["coverage"], has_cjk(question), dense, cov)
@@ -390,6 +395,10 @@ class Assistant:
 
     def _refuse(self, draft: "_Draft", english: bool, kind: str) -> Iterator[tuple[str, object]]:
         text = self.prompts.lang("refusal" if kind == refusal.OFF_ARCHIVE else "not_stated", english)
+        absent = draft.evidence.get("absent_names") if kind == refusal.OFF_ARCHIVE else None
+        if absent:
+            names = "、".join(f"「{n}」" for n in absent) if not english else ", ".join(f'"{n}"' for n in absent)
+            text = self.prompts.lang("absent_names", english).format(names=names).strip() + "\n" + text
         yield "delta", text
         yield "answer", draft.finish(text, "refused", [], refusal_kind=kind)
 

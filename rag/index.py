@@ -552,6 +552,13 @@ class IndexReader:
     def n_chunks(self) -> int:
         return int(self.bm25_ids.size)
 
+    def post_field_contains(self, text: str) -> bool:
+        """Some post's author, tags or categories hold `text` (case-folded)."""
+        row = self.conn.execute("SELECT 1 FROM posts WHERE instr(lower(coalesce(author, '')), ?) OR "
+                                "instr(lower(tags), ?) OR instr(lower(categories), ?) LIMIT 1",
+                                (text, text, text)).fetchone()
+        return row is not None
+
     def chunk_rows(self, ids: Iterable[int]) -> dict[int, sqlite3.Row]:
         ids = list(ids)
         if not ids:

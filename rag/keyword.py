@@ -9,6 +9,7 @@ add noise to fusion.
 from __future__ import annotations
 
 import json
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,10 +17,11 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from .text import bigram_tokens, fold
+from .text import CJK_RE, bigram_tokens, fold
 
 Tokenizer = Callable[[str], list[str]]
 
+ALNUM = re.compile(r"[0-9a-z]+")
 _STOP_POS = {"助詞", "助動詞", "補助記号", "記号", "空白"}
 
 
@@ -47,6 +49,33 @@ def fugashi_tokens(text: str) -> list[str]:
         if s:
             out.append(s)
     return out
+
+
+_QUOTED = re.compile(r"[「『\"“]([^「」『』\"“”\n]{2,40})[」』\"”]")
+_LATIN_NAME = re.compile(r"(?<![A-Za-z0-9])[A-Za-z][A-Za-z0-9]*(?:[-.+][A-Za-z0-9]+)*")
+
+
+def _is_name(word: str) -> bool:
+    """`GraphQL`, `iOS`, `CVSS`, `Raven-II`, `EC2`: capitals beyond the first letter, or digits; three
+    characters or more (two-letter acronyms such as QA or DB are as often a paraphrase of what the
+    post writes out: 「QAボット」 for 質問応答ボット)."""
+    return len(word) >= 3 and (sum(c.isupper() for c in word[1:]) >= 1 or any(c.isdigit() for c in word))
+
+
+def question_names(text: str) -> list[str]:
+    """Names a question uses, in order: proper nouns written in kana or kanji (unidic 固有名詞, two
+    characters or more), and, in a question written in Japanese, quoted terms (「…」) and Latin
+    names (`GraphQL`, `CVSS`). If no post contains one, the archive does not cover the question.
+    An English question's words are left out: its "Tokyo" is 東京 in a post."""
+    out = []
+    for w in _fugashi_tagger()(fold(text)):
+        s = w.surface.strip()
+        if w.feature.pos2 == "固有名詞" and len(s) >= 2 and all(CJK_RE.match(c) for c in s):
+            out.append(s)
+    if CJK_RE.search(text):
+        out += [q.strip() for q in _QUOTED.findall(text) if q.strip()]
+        out += [w for w in _LATIN_NAME.findall(text) if _is_name(w)]
+    return list(dict.fromkeys(out))
 
 
 def _sudachi_tokenizer():
@@ -256,6 +285,35 @@ class BM25Index:
             indptr = np.concatenate([[0], np.cumsum((df_old + df_new)[live])]).astype(np.int64)
             vocab = {t: int(new_col[j]) for t, j in vocab.items() if live[j]}
         return self._weighted(dict(vocab), indptr, indices, tf, lengths, k1, b)
+
+    @property
+    def latin_pieces(self) -> frozenset[str]:
+        """Every alphanumeric run of the Latin-script terms (`muses-cn` gives `muses`, `cn`): a
+        name is looked up piece by piece, as a question may join it with another hyphen than the
+        post. Built once per loaded index."""
+        pieces = self.__dict__.get("_latin_pieces")
+        if pieces is None:
+            pieces = self.__dict__["_latin_pieces"] = frozenset(
+                p for t in self.vocab if not CJK_RE.search(t) for p in ALNUM.findall(t))
+        return pieces
+
+    def rows_with_all(self, terms: Iterable[str]) -> np.ndarray:
+        """Document rows holding every one of `terms` (none when a term is unknown), rarest first."""
+        cols = []
+        for t in set(terms):
+            j = self.vocab.get(t)
+            if j is None:
+                return np.zeros(0, dtype=np.int32)
+            cols.append(j)
+        if not cols:
+            return np.zeros(0, dtype=np.int32)
+        cols.sort(key=lambda j: self.indptr[j + 1] - self.indptr[j])
+        rows = np.asarray(self.indices[self.indptr[cols[0]]:self.indptr[cols[0] + 1]])
+        for j in cols[1:]:
+            if rows.size == 0:
+                break
+            rows = np.intersect1d(rows, self.indices[self.indptr[j]:self.indptr[j + 1]], assume_unique=True)
+        return rows
 
     def term_idf(self, terms: Iterable[str]) -> dict[str, float]:
         """idf of each term the index contains (unknown terms are left out)."""

@@ -15,6 +15,7 @@ from tests.llm_server import assistant_factory, json_reply, llm_server, sse_repl
 README_Q = "PostgreSQLのインデックスを見直したとき、p95はどれくらい下がった？"
 POSTGRES = "2021-06-30-postgres-index"
 OFF_ARCHIVE_Q = "北海道でおすすめの温泉旅館はどこ？"  # cosine 0.77, coverage 0.13 on the sample archive
+ABSENT_Q = "GraphQLのスキーマ設計で編集部が採用した命名規則は？"  # on the archive's topics; no post names GraphQL
 
 
 @pytest.fixture
@@ -69,8 +70,19 @@ def test_an_answer_starting_like_the_marker_is_still_shown(chat, llm_server):
 def test_clearly_off_archive_question_is_refused_before_the_model(chat, llm_server):
     ans = chat().ask(OFF_ARCHIVE_Q)
     assert ans.mode == "refused" and ans.refusal == "off_archive"
-    assert ans.answer == Prompts().get("refusal.ja")
+    assert ans.answer.endswith(Prompts().get("refusal.ja"))   # after 「北海道」, which no post names
     assert llm_server.requests == []
+
+
+def test_a_question_naming_what_no_post_mentions_is_refused_in_both_modes(chat, llm_server, retriever):
+    ans = chat().ask(ABSENT_Q)
+    assert ans.mode == "refused" and ans.refusal == "off_archive" and llm_server.requests == []
+    assert ans.evidence["absent_names"] == ["GraphQL"]
+    notice = Prompts().get("absent_names.ja").format(names="「GraphQL」").strip()
+    assert ans.answer == notice + "\n" + Prompts().get("refusal.ja") and ans.sources
+    ans = Assistant(Settings(), retriever).ask(ABSENT_Q)
+    assert ans.mode == "refused" and ans.refusal == "off_archive" and ans.answer.startswith(notice)
+    assert "absent_names" not in Assistant(Settings(), retriever).ask(README_Q).evidence
 
 
 def test_extractive_refuses_as_not_stated_when_no_sentence_answers(retriever):

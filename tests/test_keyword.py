@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from rag.keyword import BM25Index, bigram_tokens, fugashi_tokens, get_tokenizer, sudachi_tokens
+from rag.keyword import BM25Index, bigram_tokens, fugashi_tokens, get_tokenizer, question_names, sudachi_tokens
 
 
 def test_bigram_tokens():
@@ -40,6 +40,21 @@ def test_bm25_hand_computed():
     assert bm.search(["zzz"], 10) == []
     # a row mask restricts before ranking
     assert [r for r, _ in bm.search(["a"], 10, allowed=np.array([True, False, True]))] == [0]
+
+
+def test_question_names_are_proper_nouns_quoted_terms_and_latin_names():
+    assert question_names("国崎町の女性は何の事業に従事することが多いですか?") == ["国崎"]
+    assert question_names("「Raven-II」はGraphQLとiOSとEC2とQAとRubyのどれ？") == ["Raven-II", "GraphQL", "iOS", "EC2"]
+    assert question_names("その記事のタグは？") == []
+    assert question_names("Which Tokyo team adopted GraphQL?") == []   # English: its words may be 東京 in a post
+
+
+def test_rows_with_all_and_latin_pieces():
+    bm = BM25Index.build([["a", "b"], ["a", "c"], ["b", "c", "muses-cn"], ["日本"]])
+    assert bm.rows_with_all(["a", "c"]).tolist() == [1]
+    assert sorted(bm.rows_with_all(["c"]).tolist()) == [1, 2]
+    assert bm.rows_with_all(["a", "zzz"]).size == 0 and bm.rows_with_all([]).size == 0
+    assert bm.latin_pieces == {"a", "b", "c", "muses", "cn"}
 
 
 def test_bm25_save_load(tmp_path):

@@ -138,7 +138,7 @@ def releases_retriever(tmp_path_factory, embedder, settings):
     posts = tmp_path_factory.mktemp("release-posts")
     write_post(posts, "2025-01-10-ruby-3-3-9.md", "Ruby 3.3.9 リリース",
                "Ruby 3.3.9 をリリースしました。Ruby 3.3 系のこのリリースで修正された不具合は、"
-               "Hash#each が遅くなる不具合です。", date="2025-01-10")
+               "Hash#each が遅くなる不具合です。", date="2025-01-10", author="楳茂都 陸平", tags=["松江"])
     write_post(posts, "2025-03-10-ruby-3-3-12.md", "Ruby 3.3.12 リリース",
                "Ruby 3.3.12 を公開しました。\n\nこのリリースで修正された不具合は、ファイルを読み込むと落ちる不具合です。",
                date="2025-03-10")
@@ -155,3 +155,15 @@ def test_the_extractive_answer_quotes_the_post_that_names_the_asked_version(rele
     assert ans.mode == "extractive"
     assert "ファイルを読み込むと落ちる" in ans.answer and "Hash#each" not in ans.answer, ans.answer
     assert ans.sources[0]["post_id"] == "2025-03-10-ruby-3-3-12"
+
+
+def test_absent_names_are_the_question_s_names_that_no_post_holds(releases_retriever):
+    r = releases_retriever
+    assert r.absent_names("Ruby 3.3.12 で修正された不具合は何ですか？") == []
+    assert r.absent_names("楳茂都陸平さんが書いた記事は？") == []            # an author
+    assert r.absent_names("松江で修正された不具合は？") == []                 # a tag
+    assert r.absent_names("「ファイルを読み込むと落ちる」不具合は？") == []    # a quoted phrase of a post
+    assert r.absent_names("「ファイルを書き込むと落ちる」不具合は？") == ["ファイルを書き込むと落ちる"]
+    assert r.absent_names("国崎町で修正された不具合は？") == ["国崎"]
+    assert r.absent_names("JRubyとTruffleRubyとRUBYのどれで修正？") == ["JRuby", "TruffleRuby"]
+    assert r.absent_names("Was it fixed in JRuby?") == []                    # an English question's words
