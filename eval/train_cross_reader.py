@@ -16,14 +16,16 @@ combined (the combination's weights are fitted there, by logistic regression, th
 layers untouched), and the refusal threshold: the combined probability under which a pool is
 refused, chosen so that at most --false-refusals of the held-out answerable pools are refused. The
 same pools with every answer-bearing sentence removed show how many "topic covered, fact missing"
-pools that threshold refuses. CPU only (figures printed). The bundled model is three rounds, each
-starting from the one before, on other questions (the second and third reread 12 sentences); about
-25-30 minutes each on 2 cores at 13-18 pairs/s:
+pools that threshold refuses. CPU only (figures printed). The bundled model is four rounds, each
+starting from the one before, on other questions (the later ones reread 12 sentences); about 25-30
+minutes each on 2 cores at 13-18 pairs/s:
 
     python eval/train_cross_reader.py --questions 3000 --out /tmp/cross-round1.npz
     python eval/train_cross_reader.py --init /tmp/cross-round1.npz --seed 1 --top 12 --questions 2000 \
         --held-questions 400 --out /tmp/cross-round2.npz
     python eval/train_cross_reader.py --init /tmp/cross-round2.npz --seed 2 --top 12 --questions 2000 \
+        --held-questions 400 --out /tmp/cross-round3.npz
+    python eval/train_cross_reader.py --init /tmp/cross-round3.npz --seed 3 --top 12 --questions 2000 \
         --held-questions 400 --out rag/models/cross_reader.npz
 """
 
