@@ -160,14 +160,23 @@ def number_sources(hits: Sequence[Hit], cited_order: Sequence[int]) -> list[dict
 
 
 def evidence(retriever: Retriever, question: str, hits: Sequence[Hit]) -> dict:
-    """Signals that the archive covers the question: best dense cosine and query-term coverage.
+    """Signals that the archive covers the question: best dense cosine, query-term coverage, and
+    the names it uses that no post holds (`absent_names`, only when there are some).
 
     Dense cosines bunch together (off-topic ~0.82, on-topic ~0.86 for e5), so coverage of the
     question's content terms by the top passages (idf-weighted) carries most of the signal.
     """
     absent = retriever.absent_names(question)
+    ev = _coverage_evidence(retriever, question, hits)
+    if absent:
+        ev["absent_names"] = absent
+    return ev
+
+
+def _coverage_evidence(retriever: Retriever, question: str, hits: Sequence[Hit]) -> dict:
+    """{"dense", "coverage"} of the top three hits."""
     if not hits:
-        return {"dense": None, "coverage": 0.0, **({"absent_names": absent} if absent else {})}
+        return {"dense": None, "coverage": 0.0}
     scored = [h.dense_score for h in hits[:3] if h.dense_score is not None]
     dense = max(scored) if scored else None
     q_terms = set(retriever.tokenize(question))
@@ -179,8 +188,7 @@ def evidence(retriever: Retriever, question: str, hits: Sequence[Hit]) -> dict:
     total = sum(weights.values()) + unknown * retriever.max_idf  # terms unknown to the archive weigh the most
     covered = sum(w for t, w in weights.items() if t in top_terms)
     return {"dense": None if dense is None else round(float(dense), 4),
-            "coverage": round(covered / total, 4) if total else 0.0,
-            **({"absent_names": absent} if absent else {})}
+            "coverage": round(covered / total, 4) if total else 0.0}
 
 
 def identifiers_held(identifiers: Sequence[str], sources: Sequence[Hit]) -> list[set[str]]:

@@ -20,7 +20,7 @@ from .config import Settings
 from .embedding import Embedder
 from .index import UnusableIndex, IndexReader, search_vectors
 from .keyword import ALNUM, get_tokenizer, question_names
-from .text import CJK_RUN, char_ngrams, fold
+from .text import CJK_RE, bigram_tokens, char_ngrams, fold
 
 MODES = ("hybrid", "dense", "keyword")
 
@@ -207,14 +207,14 @@ class Retriever:
         bm25 = self.reader.bm25
         absent = []
         for noun in question_names(question):
-            folded = fold(noun)
-            grams = [run[i:i + 2] for run in CJK_RUN.findall(folded) if len(run) > 1 for i in range(len(run) - 1)]
-            pieces = ALNUM.findall(CJK_RUN.sub(" ", folded))
+            tokens = bigram_tokens(noun)   # the index's own bigrams; a lone kana/kanji is no bigram
+            grams = [t for t in tokens if CJK_RE.match(t) and len(t) == 2]
+            pieces = [p for t in tokens if not CJK_RE.match(t) for p in ALNUM.findall(t)]
             if not grams and not pieces:
                 continue
             held = ((not grams or bm25.rows_with_all(prefix + g for g in grams).size > 0)
                     and all(p in bm25.latin_pieces for p in pieces))
-            if not held and not self.reader.post_field_contains(folded):
+            if not held and not self.reader.post_field_contains(fold(noun)):
                 absent.append(noun)
         return absent
 

@@ -35,7 +35,6 @@ def dedup_key(text: str) -> str:
 
 CJK_CLASS = r"\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff\u30fc々〆ヶ"
 CJK_RE = re.compile(f"[{CJK_CLASS}]")
-CJK_RUN = re.compile(f"[{CJK_CLASS}]+")
 _LATIN_RE = re.compile(r"[A-Za-z]")
 _HIRAGANA_ONLY = re.compile(r"^[\u3040-\u309f]+$")
 
