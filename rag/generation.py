@@ -18,7 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from . import extractive, metadata, refusal
+from . import extractive, keyword, metadata, refusal
 from .citations import Renumberer, check_claims, groundedness
 from .config import Settings
 from .context import assemble, fetch_header, fetch_neighbours, front_matter
@@ -385,7 +385,7 @@ class Assistant:
             ev["answer_score"] = round(max(scores), 4)
         if not hits or should_refuse(ev, self.settings, standalone, gate_only=self.client is not None):
             yield from self._refuse(draft, english, refusal.OFF_ARCHIVE)
-        elif self.client is None and (self.missing_identifiers(draft)
+        elif self.client is None and (self.missing_identifiers(draft) or self.missing_count(draft)
                                       or refusal.no_answer(scores, self.settings.answer_min_score)):
             yield from self._refuse(draft, english, refusal.NOT_STATED)
         elif self.client is None:
@@ -400,6 +400,16 @@ class Assistant:
         if missing:
             draft.evidence["missing_identifiers"] = missing
         return missing
+
+    def missing_count(self, draft: "_Draft") -> str | None:
+        """The counter of a how-many question (何名) when no source states a count of that kind: the
+        extractive answerer would quote the post's nearest sentence, which holds no number."""
+        counter = keyword.asked_count(draft.question)   # the words asked now, not a rewrite's carried ones
+        texts = [fold(unescape_markdown(f"{h.title}\n{h.text}")) for h in draft.hits]
+        if counter is None or refusal.count_stated(counter, texts):
+            return None
+        draft.evidence["missing_count"] = counter
+        return counter
 
     def _refuse(self, draft: "_Draft", english: bool, kind: str) -> Iterator[tuple[str, object]]:
         text = self.prompts.lang("refusal" if kind == refusal.OFF_ARCHIVE else "not_stated", english)

@@ -78,6 +78,38 @@ def question_names(text: str) -> list[str]:
     return list(dict.fromkeys(out))
 
 
+_KATAKANA_WORD = re.compile(r"[ァ-ヴー]{2,}")
+_SUFFIX_COUNTERS = {"人", "冊", "杯", "匹", "枚", "頭", "羽", "通", "軒", "粒", "錠", "体"}   # unidic: 接尾辞-一般
+_AFTER_COUNT = {"が", "を", "は", "も", "で", "です", "だ", "か", "に", "くらい", "ぐらい", "ほど"}
+
+
+def asked_count(question: str) -> str | None:
+    """The counter of a how-many question (何名 -> 名, 何年間 -> 年間, 何ファイル -> ファイル), or None.
+
+    unidic marks most counters (助数詞; 人 and 冊 are plain suffixes); a katakana noun right after 何 is read as one only when a
+    particle follows (何ファイルが, not 何テーブルの様式). A one-kanji noun after the counter makes
+    another word (何台地, 何時代 is one noun already), not a count."""
+    q = fold(question)
+    if re.search(r"何\s*(?:%|パーセント)", q):
+        return "%"
+    words = list(_fugashi_tagger()(q))
+    for i, w in enumerate(words):
+        if w.surface == "何人":   # one word in unidic; the how-many reading (なんにん)
+            return "人"
+        if w.surface != "何" or i + 1 >= len(words):   # 数詞, or 代名詞 in 「では何ファイルが」
+            continue
+        unit, after = words[i + 1], (words[i + 2] if i + 2 < len(words) else None)
+        counter = unit.feature.pos3 in ("助数詞", "助数詞可能") or unit.surface in _SUFFIX_COUNTERS
+        ad_hoc = (unit.feature.pos1 == "名詞" and bool(_KATAKANA_WORD.fullmatch(unit.surface))
+                  and (after is None or after.surface in _AFTER_COUNT or after.feature.pos1 == "補助記号"))
+        if not (counter or ad_hoc):
+            continue
+        if after is not None and after.feature.pos1 == "名詞" and len(after.surface) == 1 and after.surface not in "間目":
+            continue
+        return unit.surface
+    return None
+
+
 def _sudachi_tokenizer():
     tok = getattr(_local, "sudachi", None)
     if tok is None:

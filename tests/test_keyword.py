@@ -3,7 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from rag.keyword import BM25Index, bigram_tokens, fugashi_tokens, get_tokenizer, question_names, sudachi_tokens
+from rag.keyword import (BM25Index, asked_count, bigram_tokens, fugashi_tokens, get_tokenizer, question_names,
+                         sudachi_tokens)
 
 
 def test_bigram_tokens():
@@ -47,6 +48,19 @@ def test_question_names_are_proper_nouns_quoted_terms_and_latin_names():
     assert question_names("「Raven-II」はGraphQLとiOSとEC2とQAとRubyのどれ？") == ["Raven-II", "GraphQL", "iOS", "EC2"]
     assert question_names("その記事のタグは？") == []
     assert question_names("Which Tokyo team adopted GraphQL?") == []   # English: its words may be 東京 in a post
+
+
+@pytest.mark.parametrize("q,counter", [
+    ("関西Ruby会議09 の参加定員は何名ですか？", "名"), ("参加者は何人でしたか？", "人"),
+    ("サポートは何年間提供される契約ですか？", "年間"), ("Ruby 4.0.0 では何ファイルが変更されましたか？", "ファイル"),
+    ("キースイッチは何個使いましたか？", "個"), ("シェアは何%ですか？", "%"), ("何キロですか？", "キロ"),
+    ("天守は何時代に建てられましたか？", None),          # 時代: one noun, an era not a count
+    ("谷田川の下流には何台地がありますか？", None),      # 台 + 地: a word, not a count
+    ("日本で最後になったのは何テーブルの様式ですか？", None),   # 何X の Y: what kind of X
+    ("アルマデンの語源は何語？", None), ("なぜ遅くなったのですか？", None), ("How many files changed?", None),
+])
+def test_asked_count_is_the_counter_of_a_how_many_question(q, counter):
+    assert asked_count(q) == counter
 
 
 def test_rows_with_all_and_latin_pieces():

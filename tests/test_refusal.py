@@ -167,3 +167,25 @@ def test_absent_names_are_the_question_s_names_that_no_post_holds(releases_retri
     assert r.absent_names("国崎町で修正された不具合は？") == ["国崎"]
     assert r.absent_names("JRubyとTruffleRubyとRUBYのどれで修正？") == ["JRuby", "TruffleRuby"]
     assert r.absent_names("Was it fixed in JRuby?") == []                    # an English question's words
+
+
+@pytest.mark.parametrize("counter,text,yes", [
+    ("名", "参加定員は30名です。", True), ("名", "約三十人が参加しました。", True), ("人", "数百人規模", True),
+    ("年間", "契約は2年です。", True), ("キロ", "重さは370kgです。", True), ("ドル", "被害額は$12,000でした。", True),
+    ("ファイル", "3.4.0から  ファイルが変更され、  行が追加されました。", False),   # the number was a template variable
+    ("名", "参加登録が開始されました。会場は大阪です。", False),
+    ("年間", "ruby-lang.org は datadog を採用しました。", False),
+])
+def test_count_stated_needs_a_number_with_the_question_s_counter(counter, text, yes):
+    assert refusal.count_stated(counter, [metadata.fold(text)]) is yes
+
+
+def test_the_extractive_answerer_refuses_a_how_many_question_no_source_counts(retriever, settings):
+    from rag.generation import Assistant
+
+    a = Assistant(settings.replace(refusal_min_dense=0.0, refusal_min_coverage=0.0), retriever)
+    ans = a.ask("自作キーボードのキースイッチは何個使いましたか？")
+    assert ans.mode == "extractive" and "missing_count" not in ans.evidence and "45個" in ans.answer
+    ans = a.ask("自作キーボードのはんだ付けで使ったはんだは何グラムでしたか？")   # the post never weighs it
+    assert ans.mode == "refused" and ans.refusal == refusal.NOT_STATED, ans.answer
+    assert ans.evidence["missing_count"] == "グラム" and ans.sources
