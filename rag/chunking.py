@@ -71,7 +71,7 @@ def _units(block: str) -> list[str]:
         return [line + "\n" for line in block.splitlines()]
     units = []
     for line in block.split("\n"):
-        sents = split_sentences(line)
+        sents = split_sentences(line, keep_quotes=False)
         if sents:
             sents[-1] = sents[-1].rstrip("\n") + "\n"
         units.extend(sents)

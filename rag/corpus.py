@@ -466,7 +466,7 @@ def dedupe_blocks(blocks: list[str]) -> list[str]:
         if _HEADING_RE.match(b) or _FENCE_RE.match(b.lstrip()):
             split.append(None)
         else:
-            split.append(split_sentences(b))
+            split.append(split_sentences(b, keep_quotes=False))
     keys = sorted({dedup_key(s) for sents in split if sents for s in sents})
     rkeys = sorted(k[::-1] for k in keys)
 

@@ -50,14 +50,47 @@ def is_english(text: str) -> bool:
 
 # ------------------------------------------------------------------ sentences
 
-_SENT_RE = re.compile(r"[^。！？!?\n]*(?:[。！？!?]+[」』）)]*|\n|$)")
+_SENT_END_RE = re.compile(r"[。！？!?]+[」』）)]*|\n")
 _SEGMENT_RE = re.compile(r"(?<=[。！？!?\n])|(?<=[.;])(?=\s)")
+_PAIRS = {"「": "」", "『": "』", "（": "）", "(": ")", "【": "】"}
+_MAX_QUOTE = 300   # a bracket left open this long is a typo, not a quotation
 
 
-def split_sentences(text: str) -> list[str]:
-    """Japanese-aware sentence split on 。！？!? and newlines; the delimiters stay with the sentence,
-    blank pieces are dropped (chunking, cleaning, claims, extractive answers)."""
-    return [m.group(0) for m in _SENT_RE.finditer(text) if m.group(0).strip()]
+def _quoted(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each outermost bracket pair (「…」, 『…』, （…）) closed on its own line
+    within `_MAX_QUOTE` characters."""
+    out, stack = [], []
+    for i, c in enumerate(text):
+        if c == "\n":
+            stack = []
+        elif c in _PAIRS:
+            stack.append((c, i))
+        elif stack and c == _PAIRS[stack[-1][0]]:
+            _, start = stack.pop()
+            if not stack and i - start <= _MAX_QUOTE:
+                out.append((start, i + 1))
+    return out
+
+
+def split_sentences(text: str, keep_quotes: bool = True) -> list[str]:
+    """Japanese-aware sentence split on 。！？!? and newlines, the delimiters (and closing brackets)
+    kept with the sentence, blank pieces dropped (chunking, cleaning, claims, extractive answers).
+
+    keep_quotes: a quotation is part of its sentence (「…。…」と述べた。 is one sentence, and
+    『文学賞メッタ斬り!』を著した… does not end at the title's "!"). Chunking and cleaning pass
+    False: their units were measured for retrieval as they are (re-chunking with quotations kept
+    moved JaQuAD hit@1 0.8825 -> 0.8725), and an index stays what it was."""
+    quoted = _quoted(text) if keep_quotes and any(c in text for c in _PAIRS) else []
+    out, start, q = [], 0, 0
+    for m in _SENT_END_RE.finditer(text):
+        while q < len(quoted) and quoted[q][1] <= m.start():
+            q += 1
+        if m.group(0) != "\n" and q < len(quoted) and quoted[q][0] < m.start() and m.end() <= quoted[q][1]:
+            continue   # inside a quotation (its closing bracket included)
+        out.append(text[start:m.end()])
+        start = m.end()
+    out.append(text[start:])
+    return [s for s in out if s.strip()]
 
 
 def split_segments(text: str) -> list[str]:

@@ -84,3 +84,10 @@ def test_join_chunks_gives_the_text_back_once():
     no_overlap = chunk_post(post, count, max_tokens=40, overlap_tokens=0)
     assert join_chunks([c.text for c in no_overlap]).replace("\n", "") == text.replace("\n", "")
     assert join_chunks([]) == ""
+
+
+def test_chunk_units_are_cut_as_before_quotation_aware_sentences():
+    # the answerer reads 「…。」と書いた。 as one sentence; chunk boundaries stay where indexes have them
+    from rag.chunking import _units
+
+    assert _units("「引用です。」と書いた。次の文。") == ["「引用です。」", "と書いた。", "次の文。\n"]

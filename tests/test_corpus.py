@@ -20,7 +20,7 @@ def test_parse_date_forms():
 
 def test_split_sentences_japanese_and_english():
     assert split_sentences("今日は晴れ。明日は雨！本当？ Yes! ok") == ["今日は晴れ。", "明日は雨！", "本当？", " Yes!", " ok"]
-    assert split_sentences("「はい。」と言った。") == ["「はい。」", "と言った。"]
+    assert split_sentences("「はい。」と言った。") == ["「はい。」と言った。"]   # a quotation stays in its sentence
 
 
 def test_clean_body_drops_end_markers_repeats_and_truncated_copies():

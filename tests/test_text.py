@@ -13,7 +13,20 @@ def test_normalize_folds_width_case_and_space():
 
 def test_sentences_keep_their_delimiters_and_drop_blanks():
     assert split_sentences("一文目。二文目！\n三行目") == ["一文目。", "二文目！", "三行目"]
-    assert split_sentences("「引用です。」と書いた。") == ["「引用です。」", "と書いた。"]
+    assert split_sentences("「引用です。」と書いた。") == ["「引用です。」と書いた。"]
+
+
+def test_a_quotation_stays_in_its_sentence():
+    # a title's "!" or a quoted sentence's 。 does not cut the sentence that quotes it
+    assert split_sentences("『文学賞メッタ斬り!』を著した大森望は述べた。次の文。") == [
+        "『文学賞メッタ斬り!』を著した大森望は述べた。", "次の文。"]
+    assert split_sentences("「遅い。直して。」と訴えた。次は（注。補足。）です。") == [
+        "「遅い。直して。」と訴えた。", "次は（注。補足。）です。"]
+    # a bracket that never closes on its line protects nothing; a newline always ends a sentence
+    assert split_sentences("括弧が「閉じない。次の文。") == ["括弧が「閉じない。", "次の文。"]
+    assert split_sentences("「一行目。\n二行目。」") == ["「一行目。", "二行目。」"]
+    # chunking and cleaning cut as they always did, so an index stays what it was
+    assert split_sentences("「引用です。」と書いた。", keep_quotes=False) == ["「引用です。」", "と書いた。"]
 
 
 def test_segments_rebuild_the_text_exactly():
