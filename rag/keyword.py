@@ -80,6 +80,7 @@ def question_names(text: str) -> list[str]:
 
 _KATAKANA_WORD = re.compile(r"[ァ-ヴー]{2,}")
 _SUFFIX_COUNTERS = {"人", "冊", "杯", "匹", "枚", "頭", "羽", "通", "軒", "粒", "錠", "体"}   # unidic: 接尾辞-一般
+_POINTS_IN_TIME = {"年", "月", "日", "時"}   # 何年に / 何日 ask when (a post may write 2024-08-01), not how many
 _AFTER_COUNT = {"が", "を", "は", "も", "で", "です", "だ", "か", "に", "くらい", "ぐらい", "ほど"}
 
 
@@ -102,7 +103,7 @@ def asked_count(question: str) -> str | None:
         counter = unit.feature.pos3 in ("助数詞", "助数詞可能") or unit.surface in _SUFFIX_COUNTERS
         ad_hoc = (unit.feature.pos1 == "名詞" and bool(_KATAKANA_WORD.fullmatch(unit.surface))
                   and (after is None or after.surface in _AFTER_COUNT or after.feature.pos1 == "補助記号"))
-        if not (counter or ad_hoc):
+        if not (counter or ad_hoc) or unit.surface in _POINTS_IN_TIME:
             continue
         if after is not None and after.feature.pos1 == "名詞" and len(after.surface) == 1 and after.surface not in "間目":
             continue

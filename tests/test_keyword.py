@@ -54,6 +54,7 @@ def test_question_names_are_proper_nouns_quoted_terms_and_latin_names():
     ("関西Ruby会議09 の参加定員は何名ですか？", "名"), ("参加者は何人でしたか？", "人"),
     ("サポートは何年間提供される契約ですか？", "年間"), ("Ruby 4.0.0 では何ファイルが変更されましたか？", "ファイル"),
     ("キースイッチは何個使いましたか？", "個"), ("シェアは何%ですか？", "%"), ("何キロですか？", "キロ"),
+    ("リリースは何年何月何日でしたか？", None),         # when, not how many: a post may write 2024-08-01
     ("天守は何時代に建てられましたか？", None),          # 時代: one noun, an era not a count
     ("谷田川の下流には何台地がありますか？", None),      # 台 + 地: a word, not a count
     ("日本で最後になったのは何テーブルの様式ですか？", None),   # 何X の Y: what kind of X
