@@ -258,7 +258,8 @@ class Candidate:
 _defuse = defuse_markers
 
 
-_MD_LINK = re.compile(r"!?\[([^\]\n]*)\]\([^)\s]*(?:\s+\"[^\"]*\")?\)|!?\[([^\]\n]*)\]\[[^\]\n]*\]")
+_LINK_TEXT = r"((?:\\.|[^\]\n\\])*)"   # escaped brackets allowed: [\[ruby-dev:27251\]][1]
+_MD_LINK = re.compile(r"!?\[" + _LINK_TEXT + r"\]\([^)\s]*(?:\s+\"[^\"]*\")?\)|!?\[" + _LINK_TEXT + r"\]\[[^\]\n]*\]")
 _URL = re.compile(r"https?://[^\s)\]」』>]+")
 
 
@@ -283,6 +284,33 @@ def _split_keeping_urls(line: str) -> list[str]:
 _ITEM_RE = re.compile(r"^\s*(?:[-*+]|\d+[.)]|:)\s")   # list items and kramdown definitions (": …")
 
 
+_BLOCK_START = re.compile(r"\s*(?:[-*+]\s|\d+[.)]\s|:\s|#|\||>|```|~~~|<)")
+_CJK_EDGE = re.compile(r"[\u3000-\u30ff\u3400-\u9fff\uff00-\uffef]")
+
+
+def unwrap(text: str) -> str:
+    """A paragraph's hand-wrapped lines joined into one (Markdown renders the break as a space): a
+    sentence must not end where the author's editor wrapped it (「…公開されたものを、Hideki\\nYamane氏が
+    報告した」). Headings, list items, tables, quotes, code and the front-matter line stay lines."""
+    out: list[str] = []
+    in_code = joinable = False
+    for line in text.split("\n"):
+        fence = line.strip().startswith(("```", "~~~"))
+        if in_code or fence:
+            in_code = in_code != fence
+            out.append(line)
+            joinable = False
+            continue
+        if joinable and line.strip() and not _BLOCK_START.match(line) and not is_header(line):
+            prev = out[-1].rstrip()
+            cjk = _CJK_EDGE.match(prev[-1:]) and _CJK_EDGE.match(line.strip()[:1])
+            out[-1] = prev + ("" if cjk else " ") + line.strip()
+            continue
+        out.append(line)
+        joinable = bool(line.strip()) and not line.lstrip().startswith(("#", "|", ">", "<")) and not is_header(line)
+    return "\n".join(out)
+
+
 def passage_sentences(text: str) -> list[str]:
     """Answerable sentences of a passage: no headings, no code, nothing shorter than 6 chars."""
     return [s for s, _ in passage_sentences_in_context(text)]
@@ -292,7 +320,7 @@ def passage_sentences_in_context(text: str) -> list[tuple[str, str]]:
     """(sentence, context) for `passage_sentences`: context is, for a list item, the nearest line
     above its list that is not an item (its introduction, a definition's term, or a heading)."""
     out, in_code, intro = [], False, ""
-    for line in text.split("\n"):
+    for line in unwrap(text).split("\n"):
         if line.strip().startswith(("```", "~~~")):
             in_code = not in_code
             continue

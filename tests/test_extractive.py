@@ -72,6 +72,17 @@ def test_a_list_item_carries_the_line_that_introduces_its_list():
     assert ex.candidates(["本文の一文目です。"])[0].for_reading() == "本文の一文目です。"
 
 
+def test_a_hand_wrapped_paragraph_is_read_as_one_and_its_sentences_end_at_their_stops():
+    text = ("この脆弱性は Apple 社が発見したものを、Hideki\nYamane 氏が報告したものです。ハッシュ関数を\n"
+            "SipHash に変更して\nいます。\n\n* 項目が\n  続く\n* 次の項目\n```\ncode()\nmore()\n```\n"
+            "[\\[ruby-dev:42003\\]][5] で\n公開されました。")
+    assert ex.passage_sentences(text) == [
+        "この脆弱性は Apple 社が発見したものを、Hideki Yamane 氏が報告したものです。",
+        "ハッシュ関数を SipHash に変更しています。",            # a space where Latin meets, none between kana
+        "* 項目が続く", "* 次の項目",                            # an item's own wrap, not the next item
+        "[ruby-dev:42003] で公開されました。"]                   # a reference link's text, escapes and all
+
+
 def test_ranker_prefers_the_answering_sentence_to_the_one_echoing_the_question(reader):
     sources = ["Ruby 2.0.0 の公開について、開発チームからお知らせします。公開日は2013年2月24日でした。"]
     ranked = ex.rank_sentences(DATE_Q, sources, None, reader)
