@@ -229,8 +229,8 @@ def _skipped(line: str) -> bool:
 
 
 def _sentences(text: str) -> list[str]:
-    """Sentences of a source as the extractive answerer sees them."""
-    return [s.strip() for line in text.split("\n") if not _skipped(line)
+    """Sentences of a source as the extractive answerer sees them (hand-wrapped lines joined)."""
+    return [s.strip() for line in extractive.unwrap(text).split("\n") if not _skipped(line)
             for s in split_sentences(line) if len(s.strip()) >= 6]
 
 

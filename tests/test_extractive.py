@@ -81,6 +81,9 @@ def test_a_hand_wrapped_paragraph_is_read_as_one_and_its_sentences_end_at_their_
         "ハッシュ関数を SipHash に変更しています。",            # a space where Latin meets, none between kana
         "* 項目が続く", "* 次の項目",                            # an item's own wrap, not the next item
         "[ruby-dev:42003] で公開されました。"]                   # a reference link's text, escapes and all
+    from rag.generation import _sentences   # the overlap answerer (no model files) reads the same way
+
+    assert _sentences(text)[:2] == ex.passage_sentences(text)[:2]
 
 
 def test_ranker_prefers_the_answering_sentence_to_the_one_echoing_the_question(reader):
