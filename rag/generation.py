@@ -413,10 +413,22 @@ class Assistant:
 
     def _refuse(self, draft: "_Draft", english: bool, kind: str) -> Iterator[tuple[str, object]]:
         text = self.prompts.lang("refusal" if kind == refusal.OFF_ARCHIVE else "not_stated", english)
-        absent = draft.evidence.get("absent_names") if kind == refusal.OFF_ARCHIVE else None
-        if absent:
-            names = "、".join(f"「{n}」" for n in absent) if not english else ", ".join(f'"{n}"' for n in absent)
-            text = self.prompts.lang("absent_names", english).format(names=names).strip() + "\n" + text
+        ev = draft.evidence
+
+        def quoted(items: Sequence[str]) -> str:
+            return ", ".join(f'"{x}"' for x in items) if english else "、".join(f"「{x}」" for x in items)
+
+        # say what is missing first: the name no post holds, the version or count no source gives
+        if kind == refusal.OFF_ARCHIVE and ev.get("absent_names"):
+            why = self.prompts.lang("absent_names", english).format(names=quoted(ev["absent_names"]))
+        elif kind == refusal.NOT_STATED and ev.get("missing_identifiers"):
+            why = self.prompts.lang("missing_identifiers", english).format(ids=quoted(ev["missing_identifiers"]))
+        elif kind == refusal.NOT_STATED and ev.get("missing_count"):
+            why = self.prompts.lang("missing_count", english).format(counter=ev["missing_count"])
+        else:
+            why = ""
+        if why:
+            text = why.strip() + "\n" + text
         yield "delta", text
         yield "answer", draft.finish(text, "refused", [], refusal_kind=kind)
 

@@ -125,6 +125,7 @@ def test_the_extractive_answerer_refuses_a_question_about_a_version_the_archive_
     ans = a.ask("SQLite 3.32.0 に移行したのはいつですか？")   # the post is about 3.31.1
     assert ans.mode == "refused" and ans.refusal == refusal.NOT_STATED
     assert ans.evidence["missing_identifiers"] == ["3.32.0"] and ans.sources
+    assert ans.answer.startswith("出典の記事には「3.32.0」が出てきません。\n"), ans.answer   # says what is missing
 
 
 @pytest.fixture(scope="module")
@@ -189,3 +190,4 @@ def test_the_extractive_answerer_refuses_a_how_many_question_no_source_counts(re
     ans = a.ask("自作キーボードのはんだ付けで使ったはんだは何グラムでしたか？")   # the post never weighs it
     assert ans.mode == "refused" and ans.refusal == refusal.NOT_STATED, ans.answer
     assert ans.evidence["missing_count"] == "グラム" and ans.sources
+    assert ans.answer.startswith("出典の記事には、何グラムにあたる数が書かれていません。\n"), ans.answer
