@@ -58,7 +58,7 @@ for _a, _b in (("ヶ月", "か月"), ("カ月", "か月"), ("ヵ月", "か月"),
                ("ヶ所", "か所"), ("カ所", "か所"), ("箇所", "か所")):
     _COUNT_UNITS[_a] = _COUNT_UNITS[_b]
 _NUMBER = r"(?:\d[\d,.]*|[〇一二三四五六七八九十百千万億兆数幾半]+)"
-_HEDGE = r"(?:余|以上|以下|未満|超|近く|ほど|程度|強|弱|もの)?"
+_HEDGE = r"(?:余|以上|以下|未満|超|近く|ほど|程度|強|弱|もの)"   # 30余名, 100人以上
 
 
 def count_stated(counter: str, texts: Sequence[str]) -> bool:
@@ -67,7 +67,7 @@ def count_stated(counter: str, texts: Sequence[str]) -> bool:
     `texts` are folded (NFKC, lower case): the question asks 何ファイル, the release notes must say
     how many files; a sentence whose number was a template variable (「  ファイルが変更され」) does not."""
     units = _COUNT_UNITS.get(counter, (counter,))
-    rx = re.compile(_NUMBER + r"\s*" + _HEDGE + r"\s*(?:" + "|".join(map(re.escape, units)) + ")")
+    rx = re.compile(_NUMBER + r"\s*(?:" + _HEDGE + r"\s*)?(?:" + "|".join(map(re.escape, units)) + ")")
     before = _BEFORE_NUMBER.get(counter)
     rx_before = re.compile(before + r"\s*\d") if before else None
     return any(rx.search(t) or (rx_before is not None and rx_before.search(t)) for t in texts)

@@ -172,6 +172,7 @@ def test_absent_names_are_the_question_s_names_that_no_post_holds(releases_retri
 
 @pytest.mark.parametrize("counter,text,yes", [
     ("名", "参加定員は30名です。", True), ("名", "約三十人が参加しました。", True), ("人", "数百人規模", True),
+    ("名", "30 余 名が集まった", True), ("名", "1" + " " * 500 + "x", False),
     ("年間", "契約は2年です。", True), ("キロ", "重さは370kgです。", True), ("ドル", "被害額は$12,000でした。", True),
     ("ファイル", "3.4.0から  ファイルが変更され、  行が追加されました。", False),   # the number was a template variable
     ("名", "参加登録が開始されました。会場は大阪です。", False),
