@@ -87,9 +87,9 @@ _AFTER_COUNT = {"が", "を", "は", "も", "で", "です", "だ", "か", "に"
 def asked_count(question: str) -> str | None:
     """The counter of a how-many question (何名 -> 名, 何年間 -> 年間, 何ファイル -> ファイル), or None.
 
-    unidic marks most counters (助数詞; 人 and 冊 are plain suffixes); a katakana noun right after 何 is read as one only when a
-    particle follows (何ファイルが, not 何テーブルの様式). A one-kanji noun after the counter makes
-    another word (何台地, 何時代 is one noun already), not a count."""
+    unidic marks most counters (助数詞; 人 and 冊 are plain suffixes); a katakana noun right after
+    何 is read as one only when a particle follows (何ファイルが, not 何テーブルの様式). A one-kanji
+    noun after the counter makes another word (何台地; 何時代 is one noun already), not a count."""
     q = fold(question)
     if re.search(r"何\s*(?:%|パーセント)", q):
         return "%"
@@ -105,7 +105,8 @@ def asked_count(question: str) -> str | None:
                   and (after is None or after.surface in _AFTER_COUNT or after.feature.pos1 == "補助記号"))
         if not (counter or ad_hoc) or unit.surface in _POINTS_IN_TIME:
             continue
-        if after is not None and after.feature.pos1 == "名詞" and len(after.surface) == 1 and after.surface not in "間目":
+        if (after is not None and after.feature.pos1 == "名詞" and len(after.surface) == 1
+                and after.surface not in "間目"):
             continue
         return unit.surface
     return None

@@ -7,8 +7,9 @@
 - "not_stated": the archive covers the topic but not the asked fact. With a chat endpoint the
   model replies with `MARKER`; without one, the question names an identifier (a version, a CVE
   id) that none of the sources holds, it asks how many (何名) and no source states a count of
-  that kind, or the extractive answerer's best per-sentence answer score is below a threshold. Any answerer that scores sentences (the overlap scorer of
-  `generation.extractive_answer`, or a learned sentence ranker) plugs in through `no_answer`.
+  that kind, or the extractive answerer's best per-sentence answer score is below a threshold.
+  Any answerer that scores sentences (the overlap scorer of `generation.extractive_answer`, or a
+  learned sentence ranker) plugs in through `no_answer`.
 """
 
 from __future__ import annotations
