@@ -191,11 +191,16 @@ def _coverage_evidence(retriever: Retriever, question: str, hits: Sequence[Hit])
             "coverage": round(covered / total, 4) if total else 0.0}
 
 
+def source_texts(sources: Sequence[Hit]) -> list[str]:
+    """Each source's title and text as the identifier and count checks read them: Markdown escapes
+    removed, folded (NFKC, lower case)."""
+    return [fold(unescape_markdown(f"{h.title}\n{h.text}")) for h in sources]
+
+
 def identifiers_held(identifiers: Sequence[str], sources: Sequence[Hit]) -> list[set[str]]:
-    """Per source (title and text, Markdown escapes removed): which of the question's identifiers it
-    holds as whole identifiers (a version also in its releases: 3.31 in 3.31.1)."""
-    texts = [fold(unescape_markdown(f"{h.title}\n{h.text}")) for h in sources]
-    return [{t for t in identifiers if metadata.has_token(x, t, series=True)} for x in texts]
+    """Per source: which of the question's identifiers it holds as whole identifiers (a version
+    also in its releases: 3.31 in 3.31.1)."""
+    return [{t for t in identifiers if metadata.has_token(x, t, series=True)} for x in source_texts(sources)]
 
 
 def should_refuse(ev: dict, settings: Settings, question: str, gate_only: bool = False) -> bool:
@@ -405,8 +410,7 @@ class Assistant:
         """The counter of a how-many question (何名) when no source states a count of that kind: the
         extractive answerer would quote the post's nearest sentence, which holds no number."""
         counter = keyword.asked_count(draft.question)   # the words asked now, not a rewrite's carried ones
-        texts = [fold(unescape_markdown(f"{h.title}\n{h.text}")) for h in draft.hits]
-        if counter is None or refusal.count_stated(counter, texts):
+        if counter is None or refusal.count_stated(counter, source_texts(draft.hits)):
             return None
         draft.evidence["missing_count"] = counter
         return counter
