@@ -64,18 +64,38 @@ def _is_name(word: str) -> bool:
 
 def question_names(text: str) -> list[str]:
     """Names a question uses, in order: proper nouns written in kana or kanji (unidic 固有名詞, two
-    characters or more), and, in a question written in Japanese, quoted terms (「…」) and Latin
-    names (`GraphQL`, `CVSS`). If no post contains one, the archive does not cover the question.
-    An English question's words are left out: its "Tokyo" is 東京 in a post."""
+    characters or more), and, in a question written in Japanese, katakana names (`katakana_names`),
+    quoted terms (「…」) and Latin names (`GraphQL`, `CVSS`). If no post contains one, the archive
+    does not cover the question. An English question's words are left out: its "Tokyo" is 東京 in a
+    post."""
+    folded = fold(text)
     out = []
-    for w in _fugashi_tagger()(fold(text)):
+    for w in _fugashi_tagger()(folded):
         s = w.surface.strip()
         if w.feature.pos2 == "固有名詞" and len(s) >= 2 and all(CJK_RE.match(c) for c in s):
             out.append(s)
     if CJK_RE.search(text):
+        out += katakana_names(folded)
         out += [q.strip() for q in _QUOTED.findall(text) if q.strip()]
         out += [w for w in _LATIN_NAME.findall(text) if _is_name(w)]
     return list(dict.fromkeys(out))
+
+
+_KATAKANA_RUN = re.compile(r"[ァ-ヴ][ァ-ヴー・]{2,}")
+
+
+def katakana_names(text: str) -> list[str]:
+    """Katakana words that name something: a run joined by ・ (イートン・カレッジ, a transliterated
+    full name), or one holding a word unidic does not know (キンティンスヒル). unidic tags neither
+    whole as a proper noun, so `question_names` would only see イートン, which other posts may hold.
+    Runs of known common words (フルネーム, スローガン, サフランパン) are no names: a question
+    coins such compounds freely."""
+    out = []
+    for m in _KATAKANA_RUN.finditer(text):
+        run = m.group().strip("・")
+        if len(run) >= 3 and ("・" in run or any(w.is_unk for w in _fugashi_tagger()(run))):
+            out.append(run)
+    return out
 
 
 _KATAKANA_WORD = re.compile(r"[ァ-ヴー]{2,}")

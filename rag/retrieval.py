@@ -208,7 +208,8 @@ class Retriever:
         absent = []
         for noun in question_names(question):
             tokens = bigram_tokens(noun)   # the index's own bigrams; a lone kana/kanji is no bigram
-            grams = [t for t in tokens if CJK_RE.match(t) and len(t) == 2]
+            # not across a ・: a post may write the name ルイス＝クラーク or ルイス クラーク
+            grams = [t for t in tokens if CJK_RE.match(t) and len(t) == 2 and "・" not in t]
             pieces = [p for t in tokens if not CJK_RE.match(t) for p in ALNUM.findall(t)]
             if not grams and not pieces:
                 continue

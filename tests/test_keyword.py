@@ -3,8 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from rag.keyword import (BM25Index, asked_count, bigram_tokens, fugashi_tokens, get_tokenizer, question_names,
-                         sudachi_tokens)
+from rag.keyword import (BM25Index, asked_count, bigram_tokens, fugashi_tokens, get_tokenizer, katakana_names,
+                         question_names, sudachi_tokens)
 
 
 def test_bigram_tokens():
@@ -48,6 +48,15 @@ def test_question_names_are_proper_nouns_quoted_terms_and_latin_names():
     assert question_names("「Raven-II」はGraphQLとiOSとEC2とQAとRubyのどれ？") == ["Raven-II", "GraphQL", "iOS", "EC2"]
     assert question_names("その記事のタグは？") == []
     assert question_names("Which Tokyo team adopted GraphQL?") == []   # English: its words may be 東京 in a post
+
+
+def test_katakana_names_are_dotted_runs_and_words_unidic_does_not_know():
+    assert katakana_names("キンティンスヒル鉄道事故はいつ？") == ["キンティンスヒル"]   # unknown to unidic
+    assert katakana_names("イートン・カレッジとケンブリッジ") == ["イートン・カレッジ"]  # a dotted run, whole
+    assert katakana_names("・ロタンダ・の壁画") == ["ロタンダ"]
+    # known common words, alone or compounded, and a proper noun plus a common word, are no names
+    assert katakana_names("フルネームとスローガンとサフランパンとソニーカメラ") == []
+    assert question_names("ルイス・クラーク探検隊は？") == ["ルイス", "クラーク", "ルイス・クラーク"]
 
 
 @pytest.mark.parametrize("q,counter", [
