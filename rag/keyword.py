@@ -64,10 +64,10 @@ def _is_name(word: str) -> bool:
 
 def question_names(text: str) -> list[str]:
     """Names a question uses, in order: proper nouns written in kana or kanji (unidic 固有名詞, two
-    characters or more), and, in a question written in Japanese, katakana names (`katakana_names`),
-    quoted terms (「…」) and Latin names (`GraphQL`, `CVSS`). If no post contains one, the archive
-    does not cover the question. An English question's words are left out: its "Tokyo" is 東京 in a
-    post."""
+    characters or more), and, in a question written in Japanese, dotted katakana names
+    (`katakana_names`), quoted terms (「…」) and Latin names (`GraphQL`, `CVSS`). If no post
+    contains one, the archive does not cover the question. An English question's words are left
+    out: its "Tokyo" is 東京 in a post."""
     folded = fold(text)
     out = []
     for w in _fugashi_tagger()(folded):
@@ -81,21 +81,16 @@ def question_names(text: str) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-_KATAKANA_RUN = re.compile(r"[ァ-ヴ][ァ-ヴー・]{2,}")
+_DOTTED_KATAKANA = re.compile(r"[ァ-ヴ][ァ-ヴー]*(?:・[ァ-ヴ][ァ-ヴー]*)+")
 
 
 def katakana_names(text: str) -> list[str]:
-    """Katakana words that name something: a run joined by ・ (イートン・カレッジ, a transliterated
-    full name), or one holding a word unidic does not know (キンティンスヒル). unidic tags neither
-    whole as a proper noun, so `question_names` would only see イートン, which other posts may hold.
-    Runs of known common words (フルネーム, スローガン, サフランパン) are no names: a question
-    coins such compounds freely."""
-    out = []
-    for m in _KATAKANA_RUN.finditer(text):
-        run = m.group().strip("・")
-        if len(run) >= 3 and ("・" in run or any(w.is_unk for w in _fugashi_tagger()(run))):
-            out.append(run)
-    return out
+    """Katakana runs joined by ・: transliterated full names (イートン・カレッジ, ルイス・クラーク).
+    unidic splits them into words other posts may hold (イートン; チャールズ and グレイ), so only
+    the whole run tells that the archive never names the college. A katakana word unidic does not
+    know is no name here: on a tech blog it is as often a term a post writes another way
+    (トランスパイラー for transpiler, ガベージコレクター for ガベージコレクタ)."""
+    return [m.group() for m in _DOTTED_KATAKANA.finditer(text)]
 
 
 _KATAKANA_WORD = re.compile(r"[ァ-ヴー]{2,}")

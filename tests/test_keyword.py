@@ -50,12 +50,12 @@ def test_question_names_are_proper_nouns_quoted_terms_and_latin_names():
     assert question_names("Which Tokyo team adopted GraphQL?") == []   # English: its words may be 東京 in a post
 
 
-def test_katakana_names_are_dotted_runs_and_words_unidic_does_not_know():
-    assert katakana_names("キンティンスヒル鉄道事故はいつ？") == ["キンティンスヒル"]   # unknown to unidic
-    assert katakana_names("イートン・カレッジとケンブリッジ") == ["イートン・カレッジ"]  # a dotted run, whole
-    assert katakana_names("・ロタンダ・の壁画") == ["ロタンダ"]
-    # known common words, alone or compounded, and a proper noun plus a common word, are no names
-    assert katakana_names("フルネームとスローガンとサフランパンとソニーカメラ") == []
+def test_katakana_names_are_runs_joined_by_a_middle_dot():
+    assert katakana_names("イートン・カレッジとケンブリッジ") == ["イートン・カレッジ"]   # the run, whole
+    assert katakana_names("A・フィミスター・プロクターが制作") == ["フィミスター・プロクター"]
+    # a word unidic does not know may be a tech term a post writes otherwise (transpiler); compounds
+    # of common words are coined freely: neither is a name
+    assert katakana_names("キンティンスヒルとトランスパイラーとフルネームとサフランパン") == []
     assert question_names("ルイス・クラーク探検隊は？") == ["ルイス", "クラーク", "ルイス・クラーク"]
 
 
