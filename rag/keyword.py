@@ -78,19 +78,28 @@ def question_names(text: str) -> list[str]:
         out += katakana_names(folded)
         out += [q.strip() for q in _QUOTED.findall(text) if q.strip()]
         out += [w for w in _LATIN_NAME.findall(text) if _is_name(w)]
-    return list(dict.fromkeys(out))
+    first: dict[str, str] = {}
+    for name in out:   # a quoted 「ｲｰﾄﾝ･ｶﾚｯｼﾞ」 is also the folded dotted name
+        first.setdefault(fold(name), name)
+    return list(first.values())
 
 
 _DOTTED_KATAKANA = re.compile(r"[ァ-ヴ][ァ-ヴー]*(?:・[ァ-ヴ][ァ-ヴー]*)+")
 
 
-def katakana_names(text: str) -> list[str]:
-    """Katakana runs joined by ・: transliterated full names (イートン・カレッジ, ルイス・クラーク).
-    unidic splits them into words other posts may hold (イートン; チャールズ and グレイ), so only
-    the whole run tells that the archive never names the college. A katakana word unidic does not
-    know is no name here: on a tech blog it is as often a term a post writes another way
-    (トランスパイラー for transpiler, ガベージコレクター for ガベージコレクタ)."""
-    return [m.group() for m in _DOTTED_KATAKANA.finditer(text)]
+def katakana_names(folded: str) -> list[str]:
+    """Katakana runs joined by ・ that hold a proper noun or a word unidic does not know: transliterated
+    names (イートン・カレッジ, フィミスター・プロクター). unidic splits them into words other posts may
+    hold (イートン), so only the whole run tells that the archive never names the college. Runs of
+    common nouns (ドメイン・モデル, ユーザー・インターフェース) are ordinary compounds a post may
+    spell otherwise, and an unknown katakana word alone is as often a tech term a post writes another
+    way (トランスパイラー for transpiler): neither is a name here. `folded`: text passed through
+    `text.fold` (half-width ｲｰﾄﾝ･ｶﾚｯｼﾞ is full width there)."""
+    out = []
+    for m in _DOTTED_KATAKANA.finditer(folded):
+        if any(w.feature.pos2 == "固有名詞" or w.is_unk for w in _fugashi_tagger()(m.group())):
+            out.append(m.group())
+    return out
 
 
 _KATAKANA_WORD = re.compile(r"[ァ-ヴー]{2,}")

@@ -50,12 +50,14 @@ def test_question_names_are_proper_nouns_quoted_terms_and_latin_names():
     assert question_names("Which Tokyo team adopted GraphQL?") == []   # English: its words may be 東京 in a post
 
 
-def test_katakana_names_are_runs_joined_by_a_middle_dot():
-    assert katakana_names("イートン・カレッジとケンブリッジ") == ["イートン・カレッジ"]   # the run, whole
+def test_katakana_names_are_dotted_runs_that_hold_a_proper_noun_or_an_unknown_word():
+    assert katakana_names("イートン・カレッジとケンブリッジ") == ["イートン・カレッジ"]   # イートン: 固有名詞
     assert katakana_names("A・フィミスター・プロクターが制作") == ["フィミスター・プロクター"]
-    # a word unidic does not know may be a tech term a post writes otherwise (transpiler); compounds
-    # of common words are coined freely: neither is a name
+    # dotted common nouns are compounds a post may spell otherwise (ユーザインタフェース); an unknown word
+    # alone may be a tech term a post writes in English (transpiler); known compounds are coined freely
+    assert katakana_names("ドメイン・モデルとユーザー・インターフェースとテスト・デプロイ・監視") == []
     assert katakana_names("キンティンスヒルとトランスパイラーとフルネームとサフランパン") == []
+    assert question_names("「ｲｰﾄﾝ･ｶﾚｯｼﾞ」の卒業生は？") == ["イートン", "イートン・カレッジ"]   # once, folded
     assert question_names("ルイス・クラーク探検隊は？") == ["ルイス", "クラーク", "ルイス・クラーク"]
 
 

@@ -144,7 +144,7 @@ def releases_retriever(tmp_path_factory, embedder, settings):
                "Ruby 3.3.12 を公開しました。\n\nこのリリースで修正された不具合は、ファイルを読み込むと落ちる不具合です。",
                date="2025-03-10")
     write_post(posts, "2024-12-01-matsue-meetup.md", "松江 Ruby 勉強会",
-               "ルイス＝クラーク探検隊の話をしました。イートン校の卒業生も参加しました。", date="2024-12-01")
+               "ルイス＝クラーク探検隊の話をしました。イートン校の卒業生も参加しました。ユーザインタフェースの話も。", date="2024-12-01")
     index = tmp_path_factory.mktemp("release-index")
     ingest(posts, index, settings, embedder)
     return Retriever(IndexReader(index), embedder, settings)
@@ -173,6 +173,7 @@ def test_absent_names_are_the_question_s_names_that_no_post_holds(releases_retri
     # a dotted katakana name is looked up whole (イートン alone is held), but not across its ・
     assert r.absent_names("イートン・カレッジの卒業生は？") == ["イートン・カレッジ"]
     assert r.absent_names("ルイス・クラーク探検隊の話は？") == []                      # ルイス＝クラーク
+    assert r.absent_names("ユーザー・インターフェースの話は？") == []   # common nouns: no name (ユーザインタフェース)
 
 
 @pytest.mark.parametrize("counter,text,yes", [
