@@ -93,6 +93,11 @@ class Settings:
     # questions refused with at most 3% of answerable ones refused on each set.
     refusal_min_dense: float = 0.83
     refusal_min_coverage: float = 0.2
+    # Without an endpoint, a question only the dense threshold would refuse is answered when the
+    # cross reader's best sentence reaches this P(answers) (above 1 = never). Chosen on the JaQuAD dev
+    # questions outside the evaluation set: at 0.7, 30 of 54 such answerable questions answered, 0 of
+    # 17 unanswerable ones (README "Refusal").
+    refusal_reader_p: float = 0.7
     # With a chat endpoint the gate stops only what is clearly off the archive (at most 1% of
     # answerable questions on each set); the model replies with a marker when the sources do not
     # hold the answer (prompts/system.*.txt) and that reply becomes a refusal.

@@ -388,7 +388,10 @@ class Assistant:
         scores = answer_scores(self.retriever, standalone, draft.hits) if self.client is None else []
         if scores:
             ev["answer_score"] = round(max(scores), 4)
-        if not hits or should_refuse(ev, self.settings, standalone, gate_only=self.client is not None):
+        off = not hits or should_refuse(ev, self.settings, standalone, gate_only=self.client is not None)
+        if off and hits and self.client is None and self.reader_vouches(draft):
+            off = False
+        if off:
             yield from self._refuse(draft, english, refusal.OFF_ARCHIVE)
         elif self.client is None and (self.missing_identifiers(draft) or self.missing_count(draft)
                                       or refusal.no_answer(scores, self.settings.answer_min_score)):
@@ -397,6 +400,21 @@ class Assistant:
             yield from self._extract(draft, english)
         else:
             yield from self._generate(draft, standalone if history else question, english)
+
+    def reader_vouches(self, draft: "_Draft") -> bool:
+        """Without an endpoint, the dense threshold alone does not refuse a question whose best
+        sentence the cross reader finds answering (P >= refusal_reader_p, `evidence.reader_p`):
+        dense cosines bunch together (off-archive ~0.82, answerable ~0.86), a sentence that answers
+        is the stronger evidence. A name the archive lacks, or low coverage, still refuses."""
+        ev, s = draft.evidence, self.settings
+        if s.refusal_reader_p > 1 or ev.get("absent_names") or (
+                refusal.off_archive(None, ev["coverage"], has_cjk(draft.standalone), 0.0, s.refusal_min_coverage)):
+            return False
+        _, p = self.extractive_read(draft)
+        if p is None:
+            return False
+        ev["reader_p"] = round(p, 4)
+        return p >= s.refusal_reader_p
 
     def missing_identifiers(self, draft: "_Draft") -> list[str]:
         """Identifiers of the question that no source holds (put in the evidence when any): the
@@ -449,7 +467,13 @@ class Assistant:
     def extractive_read(self, draft: "_Draft") -> tuple[str, float | None]:
         """The extractive answer read from the retrieved chunks (the passages the reader was trained
         on: an assembled source starts with its post's intro, which the reader would lead with), its
-        `[n]` pointing at the assembled sources that hold those chunks; and its answer probability."""
+        `[n]` pointing at the assembled sources that hold those chunks; and its answer probability.
+        Read once per draft (the off-archive gate may have asked already)."""
+        if draft.read is None:
+            draft.read = self._read_draft(draft)
+        return draft.read
+
+    def _read_draft(self, draft: "_Draft") -> tuple[str, float | None]:
         where: dict[str, int] = {}
         for j, src in enumerate(draft.hits, 1):
             for cid in getattr(src, "chunk_ids", None) or [src.chunk_id]:
@@ -592,12 +616,13 @@ class _Draft:
     t0: float
     t_retrieved: float
     retrieved: Sequence[Hit] = ()   # the chunks as retrieved, before assembly into `hits`
+    read: tuple[str, float | None] | None = None   # the extractive answer and its P, once read
 
     @cached_property
     def identifiers(self) -> tuple[list[str], list[set[str]]]:
-        """The question's versions and ids, and per source those it holds: read once for both the
-        not-stated refusal and the extractive reader's choice of posts."""
-        keys = metadata.key_tokens(self.standalone)
+        """The question's versions, ids and numbered names, and per source those it holds: read once
+        for both the not-stated refusal and the extractive reader's choice of posts."""
+        keys = metadata.key_tokens(self.standalone) + metadata.numbered_names(self.standalone)
         return keys, (identifiers_held(keys, self.hits) if keys else [])
 
     def finish(self, text: str, mode: str, order: Sequence[int], invalid: Sequence[int] = (),

@@ -53,6 +53,15 @@ def key_tokens(question: str) -> list[str]:
     return _KEY_TOKEN.findall(fold(question))
 
 
+_NUMBERED_NAME = re.compile(r"[ァ-ヴ][ァ-ヴー・]+\d{1,2}世")
+
+
+def numbered_names(question: str) -> list[str]:
+    """Regnal names (ジョージ4世, ムハンマド5世): identifiers like versions, ジョージ1世 is someone
+    else. Not in `key_tokens`: a date question about one is about the person, not a post's date."""
+    return _NUMBERED_NAME.findall(fold(question))
+
+
 def has_token(text: str, tok: str, series: bool = False) -> bool:
     """`tok` (folded) stands in folded `text` as a whole identifier: 1.8.8 is not in 1.8.8dev or
     1.8.80. series: a version also stands in its own releases (3.31 in 3.31.1)."""

@@ -128,6 +128,23 @@ def test_the_extractive_answerer_refuses_a_question_about_a_version_the_archive_
     assert ans.answer.startswith("出典の記事には「3.32.0」が出てきません。\n"), ans.answer   # says what is missing
 
 
+def test_a_sentence_that_answers_outweighs_the_dense_threshold_alone(retriever, settings):
+    from rag.generation import Assistant
+
+    q = "PostgreSQLのインデックスを見直したとき、p95はどれくらい下がった？"
+    strict = settings.replace(refusal_min_dense=0.99)   # every question falls below the dense threshold
+    ans = Assistant(strict.replace(refusal_reader_p=0.5), retriever).ask(q)
+    assert ans.mode == "extractive" and "85ms" in ans.answer, ans.answer
+    p = ans.evidence["reader_p"]
+    assert 0.5 <= p < 1.0
+    ans = Assistant(strict.replace(refusal_reader_p=min(1.0, p + 0.01)), retriever).ask(q)   # not sure enough
+    assert ans.mode == "refused" and ans.refusal == refusal.OFF_ARCHIVE and ans.evidence["reader_p"] == p
+    ans = Assistant(strict.replace(refusal_reader_p=1.01), retriever).ask(q)   # off: the reader is not asked
+    assert ans.mode == "refused" and "reader_p" not in ans.evidence
+    ans = Assistant(strict.replace(refusal_reader_p=0.5), retriever).ask("猫の好きな食べ物は何ですか？")
+    assert ans.mode == "refused" and ans.refusal == refusal.OFF_ARCHIVE and ans.evidence["reader_p"] < 0.5
+
+
 @pytest.fixture(scope="module")
 def releases_retriever(tmp_path_factory, embedder, settings):
     from rag.index import IndexReader
@@ -144,7 +161,8 @@ def releases_retriever(tmp_path_factory, embedder, settings):
                "Ruby 3.3.12 を公開しました。\n\nこのリリースで修正された不具合は、ファイルを読み込むと落ちる不具合です。",
                date="2025-03-10")
     write_post(posts, "2024-12-01-matsue-meetup.md", "松江 Ruby 勉強会",
-               "ルイス＝クラーク探検隊の話をしました。イートン校の卒業生も参加しました。ユーザインタフェースの話も。", date="2024-12-01")
+               "ルイス＝クラーク探検隊の話をしました。イートン校の卒業生も参加しました。ユーザインタフェースの話も。"
+               "ジョージ1世は1727年に死去しました。", date="2024-12-01")
     index = tmp_path_factory.mktemp("release-index")
     ingest(posts, index, settings, embedder)
     return Retriever(IndexReader(index), embedder, settings)
@@ -158,6 +176,19 @@ def test_the_extractive_answer_quotes_the_post_that_names_the_asked_version(rele
     assert ans.mode == "extractive"
     assert "ファイルを読み込むと落ちる" in ans.answer and "Hash#each" not in ans.answer, ans.answer
     assert ans.sources[0]["post_id"] == "2025-03-10-ruby-3-3-12"
+
+
+def test_a_numbered_name_no_source_holds_is_not_stated(releases_retriever, settings):
+    from rag.generation import Assistant
+
+    assert metadata.numbered_names("ジョージ4世とキュロス２世と19世紀") == ["ジョージ4世", "キュロス2世"]
+    a = Assistant(settings.replace(refusal_min_dense=0.0, refusal_min_coverage=0.0), releases_retriever)
+    ans = a.ask("ジョージ1世が死去したのはいつですか？")
+    assert ans.mode == "extractive" and "1727" in ans.answer, ans.answer
+    ans = a.ask("ジョージ4世が死去したのはいつですか？")   # the post is about George I: someone else
+    assert ans.mode == "refused" and ans.refusal == refusal.NOT_STATED
+    assert ans.evidence["missing_identifiers"] == ["ジョージ4世"]
+    assert ans.answer.startswith("出典の記事には「ジョージ4世」が出てきません。\n"), ans.answer
 
 
 def test_absent_names_are_the_question_s_names_that_no_post_holds(releases_retriever):
