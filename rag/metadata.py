@@ -53,12 +53,14 @@ def key_tokens(question: str) -> list[str]:
     return _KEY_TOKEN.findall(fold(question))
 
 
-_NUMBERED_NAME = re.compile(r"[ァ-ヴ][ァ-ヴー・]+\d{1,2}世")
+_NUMBERED_NAME = re.compile(r"[ァ-ヴ][ァ-ヴー]+\d{1,2}世(?![代紀])")
 
 
 def numbered_names(question: str) -> list[str]:
     """Regnal names (ジョージ4世, ムハンマド5世): identifiers like versions, ジョージ1世 is someone
-    else. Not in `key_tokens`: a date question about one is about the person, not a post's date."""
+    else. Only the last part of a dotted name (ヴィルヘルム3世 of フリードリヒ・ヴィルヘルム3世: a post
+    may join it with ＝). Not in `key_tokens`: a date question about one is about the person, not
+    a post's date. A source writing ジョージ四世 in kanji numerals does not hold ジョージ4世."""
     return _NUMBERED_NAME.findall(fold(question))
 
 

@@ -16,12 +16,16 @@ QUESTIONS = ["注文履歴APIのp95レイテンシはいくつに下がった？
              "形態素解析の辞書にない社内用語はどう扱った？", "焚き火のコツ"]
 
 
+_PROBABILITIES = ("answer_p", "reader_p")
+_NO_P = (-1.0,) * len(_PROBABILITIES)
+
+
 def _answer_key(a) -> tuple:
-    """Everything exactly, except the cross reader's probability: bf16 matmuls running side by side
-    may sum in another order (seen: 0.7223 vs 0.7222), so that one is compared to 1e-3."""
-    evidence = {k: v for k, v in a.evidence.items() if k != "answer_p"}
+    """Everything exactly, except the cross reader's probabilities: bf16 matmuls running side by
+    side may sum in another order (seen: 0.7223 vs 0.7222), so those are compared to 1e-3."""
+    evidence = {k: v for k, v in a.evidence.items() if k not in _PROBABILITIES}
     return (a.mode, a.answer, [(s["chunk_id"], s["score"]) for s in a.sources], a.citations, a.claims,
-            evidence), a.evidence.get("answer_p")
+            evidence), tuple(a.evidence.get(k, -1.0) for k in _PROBABILITIES)
 
 
 def _search_key(hits) -> list:
@@ -46,8 +50,8 @@ def test_eight_threads_answer_and_rank_as_one(shared):
         if kind == "ask":
             return _answer_key(shared.ask(q))
         if kind == "search":
-            return _search_key(r.search(q, 10, "hybrid")), None
-        return _search_key(r.search(q, 10, "hybrid", Filters(tags=("pgvector",)))), None
+            return _search_key(r.search(q, 10, "hybrid")), _NO_P
+        return _search_key(r.search(q, 10, "hybrid", Filters(tags=("pgvector",)))), _NO_P
 
     expected = {job: run(job) for job in jobs}
     assert expected[("filtered", "PostgreSQL")][0]  # the filter leaves something to rank
