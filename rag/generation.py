@@ -408,8 +408,8 @@ class Assistant:
         is the stronger evidence. A name the archive lacks, or low coverage, still refuses. Japanese
         questions only: the threshold was chosen on them, and an English one has no coverage check."""
         ev, s = draft.evidence, self.settings
-        if s.refusal_reader_p > 1 or ev.get("absent_names") or not has_cjk(draft.standalone) or (
-                refusal.off_archive(None, ev["coverage"], True, 0.0, s.refusal_min_coverage)):
+        if (s.refusal_reader_p > 1 or ev.get("absent_names") or not has_cjk(draft.standalone)
+                or ev["coverage"] < s.refusal_min_coverage):
             return False
         _, p = self.extractive_read(draft)
         if p is None:

@@ -141,6 +141,8 @@ def test_a_sentence_that_answers_outweighs_the_dense_threshold_alone(retriever, 
     assert ans.mode == "refused" and ans.refusal == refusal.OFF_ARCHIVE and ans.evidence["reader_p"] == p
     ans = Assistant(strict.replace(refusal_reader_p=1.01), retriever).ask(q)   # off: the reader is not asked
     assert ans.mode == "refused" and "reader_p" not in ans.evidence
+    ans = Assistant(strict.replace(refusal_reader_p=0.5, refusal_min_coverage=0.99), retriever).ask(q)
+    assert ans.mode == "refused" and "reader_p" not in ans.evidence   # low coverage refuses unread
     loose = strict.replace(refusal_reader_p=0.5, refusal_min_coverage=0.0)
     ans = Assistant(loose, retriever).ask("猫の好きな食べ物は何ですか？")
     assert ans.mode == "refused" and ans.refusal == refusal.OFF_ARCHIVE and ans.evidence["reader_p"] < 0.5
