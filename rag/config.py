@@ -98,6 +98,10 @@ class Settings:
     # questions outside the evaluation set: at 0.7, 30 of 54 such answerable questions answered, 0 of
     # 17 unanswerable ones (README "Refusal").
     refusal_reader_p: float = 0.7
+    # Without an endpoint, a question asked of a noun no post uses (「…授賞式はどこで」, keyword.asked_focus)
+    # is refused as not stated when the best sentence's P(answers) is below this (0 = never). Chosen
+    # on the JaQuAD dev questions outside the evaluation set (README "Refusal").
+    refusal_focus_p: float = 0.25
     # With a chat endpoint the gate stops only what is clearly off the archive (at most 1% of
     # answerable questions on each set); the model replies with a marker when the sources do not
     # hold the answer (prompts/system.*.txt) and that reply becomes a refusal.

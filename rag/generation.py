@@ -434,6 +434,17 @@ class Assistant:
         draft.evidence["missing_count"] = counter
         return counter
 
+    def missing_focus(self, draft: "_Draft") -> str | None:
+        """The noun the question is asked of (「…授賞式はどこで開かれましたか」 -> 授賞式) when no post
+        uses it: the best sentence the reader is unsure of then speaks of the topic, not of that
+        thing (the award, not its ceremony). Asked only below `refusal_focus_p`: a question asked of
+        an attribute (ウツボの漢字表記は何) is often answered by a sentence that does not name it."""
+        focus = keyword.asked_focus(draft.question)
+        if focus is None or not self.retriever.archive_lacks(focus):
+            return None
+        draft.evidence["missing_focus"] = focus
+        return focus
+
     def _refuse(self, draft: "_Draft", english: bool, kind: str) -> Iterator[tuple[str, object]]:
         text = self.prompts.lang("refusal" if kind == refusal.OFF_ARCHIVE else "not_stated", english)
         ev = draft.evidence
@@ -448,6 +459,8 @@ class Assistant:
             why = self.prompts.lang("missing_identifiers", english).format(ids=quoted(ev["missing_identifiers"]))
         elif kind == refusal.NOT_STATED and ev.get("missing_count"):
             why = self.prompts.lang("missing_count", english).format(counter=ev["missing_count"])
+        elif kind == refusal.NOT_STATED and ev.get("missing_focus"):
+            why = self.prompts.lang("missing_focus", english).format(focus=ev["missing_focus"])
         else:
             why = ""
         if why:
@@ -498,7 +511,7 @@ class Assistant:
         body, p = self.extractive_read(draft)
         if p is not None:
             draft.evidence["answer_p"] = round(p, 4)
-            if p < self.min_answer_p():
+            if p < self.min_answer_p() or (p < self.settings.refusal_focus_p and self.missing_focus(draft)):
                 yield from self._refuse(draft, english, refusal.NOT_STATED)
                 return
         r = Renumberer(len(draft.hits))

@@ -136,6 +136,31 @@ def asked_count(question: str) -> str | None:
     return None
 
 
+_QUESTION_WORD = re.compile(r"どこ|いくら|いくつ|何|誰|だれ|いつ|どれ|どの|どんな|どう|どちら|どなた")
+_ASIDE = re.compile(r"[（(][^（）()]*[）)]")
+_FOCUS_PARTICLES = {"は", "が", "って"}
+
+
+def asked_focus(question: str) -> str | None:
+    """The noun the question word is asked of (「…受け取った授賞式はどこで開かれましたか」 -> 授賞式,
+    「RubyKaigi 2014 の一般価格（…）はいくらでしたか」 -> 一般価格), or None: the noun run right
+    before the は/が/って that the first question word follows. Numbers end the run (第6回 is not
+    part of it); asides in brackets are left out."""
+    q = _ASIDE.sub("", fold(question))
+    m = _QUESTION_WORD.search(q)
+    if not m:
+        return None
+    words = list(_fugashi_tagger()(q[:m.start()].rstrip("、, ")))
+    if len(words) < 2 or words[-1].feature.pos1 != "助詞" or words[-1].surface not in _FOCUS_PARTICLES:
+        return None
+    run: list[str] = []
+    for w in reversed(words[:-1]):
+        if w.feature.pos1 not in ("名詞", "接頭辞", "接尾辞") or w.feature.pos2 == "数詞":
+            break
+        run.insert(0, w.surface)
+    return "".join(run) or None
+
+
 def _sudachi_tokenizer():
     tok = getattr(_local, "sudachi", None)
     if tok is None:

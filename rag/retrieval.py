@@ -196,28 +196,28 @@ class Retriever:
     def absent_names(self, question: str) -> list[str]:
         """The names the question uses (`keyword.question_names`) that no post of the archive
         contains in its title, text, author, tags or categories: an archive that never names
-        楳茂都陸平 or GraphQL cannot answer a question about them, however close its passages score.
-        Kana and kanji are looked up in the character-bigram postings (one chunk must hold all of a
-        name's bigrams), Latin words piece by piece in the vocabulary; an index whose keyword
-        tokenizer keeps no bigrams cannot tell ([])."""
+        楳茂都陸平 or GraphQL cannot answer a question about them, however close its passages score."""
+        return [noun for noun in question_names(question) if self.archive_lacks(noun)]
+
+    def archive_lacks(self, word: str) -> bool:
+        """True when no post holds `word` in its title, text, author, tags or categories. Kana and
+        kanji are looked up in the character-bigram postings (one chunk must hold all of the word's
+        bigrams), Latin words piece by piece in the vocabulary; False when the index cannot tell (a
+        keyword tokenizer that keeps no bigrams, a word of one kana or kanji)."""
         name = self.reader.info.get("keyword_tokenizer", self.settings.keyword_tokenizer)
         if name not in ("bigram", "fugashi+bigram"):
-            return []
+            return False
         prefix = "\u0001" if name == "fugashi+bigram" else ""
         bm25 = self.reader.bm25
-        absent = []
-        for noun in question_names(question):
-            tokens = bigram_tokens(noun)   # the index's own bigrams; a lone kana/kanji is no bigram
-            # not across a ・: a post may write the name ルイス＝クラーク or ルイス クラーク
-            grams = [t for t in tokens if CJK_RE.match(t) and len(t) == 2 and "・" not in t]
-            pieces = [p for t in tokens if not CJK_RE.match(t) for p in ALNUM.findall(t)]
-            if not grams and not pieces:
-                continue
-            held = ((not grams or bm25.rows_with_all(prefix + g for g in grams).size > 0)
-                    and all(p in bm25.latin_pieces for p in pieces))
-            if not held and not self.reader.post_field_contains(fold(noun)):
-                absent.append(noun)
-        return absent
+        tokens = bigram_tokens(word)   # the index's own bigrams; a lone kana/kanji is no bigram
+        # not across a ・: a post may write the name ルイス＝クラーク or ルイス クラーク
+        grams = [t for t in tokens if CJK_RE.match(t) and len(t) == 2 and "・" not in t]
+        pieces = [p for t in tokens if not CJK_RE.match(t) for p in ALNUM.findall(t)]
+        if not grams and not pieces:
+            return False
+        held = ((not grams or bm25.rows_with_all(prefix + g for g in grams).size > 0)
+                and all(p in bm25.latin_pieces for p in pieces))
+        return not held and not self.reader.post_field_contains(fold(word))
 
     @property
     def max_idf(self) -> float:

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from rag.keyword import (BM25Index, asked_count, bigram_tokens, fugashi_tokens, get_tokenizer, katakana_names,
+from rag.keyword import (BM25Index, asked_count, asked_focus, bigram_tokens, fugashi_tokens, get_tokenizer, katakana_names,
                          question_names, sudachi_tokens)
 
 
@@ -73,6 +73,19 @@ def test_katakana_names_are_dotted_runs_that_hold_a_proper_noun_or_an_unknown_wo
 ])
 def test_asked_count_is_the_counter_of_a_how_many_question(q, counter):
     assert asked_count(q) == counter
+
+
+@pytest.mark.parametrize("q,focus", [
+    ("まつもとさんが FSF 2011 Free Software Award を受け取った授賞式はどこで開かれましたか？", "授賞式"),
+    ("RubyKaigi 2014 の一般価格（EarlyBird ではない通常のチケット）はいくらでしたか？", "一般価格"),  # aside left out
+    ("フリードリヒ2世の母親は、誰か?", "母親"), ("関西Ruby会議09 の参加定員は何名ですか？", "参加定員"),
+    ("第3回の会場はどこ？", "会場"),
+    ("第6回大賞で大賞を受賞したのはどの作品ですか？", None),   # 受賞したの: no noun before は
+    ("GraphQLとは何ですか？", None), ("p95はどれくらい下がった？", None),   # とは; a number ends the run
+    ("いつ公開されましたか？", None), ("When was it held?", None),
+])
+def test_asked_focus_is_the_noun_the_question_word_is_asked_of(q, focus):
+    assert asked_focus(q) == focus
 
 
 def test_rows_with_all_and_latin_pieces():

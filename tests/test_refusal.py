@@ -198,6 +198,33 @@ def test_a_numbered_name_no_source_holds_is_not_stated(releases_retriever, setti
     assert ans.answer.startswith("出典の記事には「ジョージ4世」が出てきません。\n"), ans.answer
 
 
+def test_archive_lacks_a_word_no_chunk_holds_whole(releases_retriever):
+    r = releases_retriever
+    assert r.archive_lacks("授賞式") and r.archive_lacks("一般価格")
+    assert not r.archive_lacks("不具合") and not r.archive_lacks("卒業生")
+    assert not r.archive_lacks("人")          # one kanji is no bigram: the index cannot tell
+    assert r.archive_lacks("ザイル")   # ザイ (ユーザインタフェース) and イル (ファイル): held, but not by one chunk
+
+
+def test_a_question_asked_of_a_noun_no_post_uses_is_not_stated_when_the_reader_is_unsure(releases_retriever,
+                                                                                        settings):
+    from rag.generation import Assistant
+
+    loose = settings.replace(refusal_min_dense=0.0, refusal_min_coverage=0.0)
+    q = "松江 Ruby 勉強会の授賞式はどこで開かれましたか？"   # the meetup post has no ceremony
+    ans = Assistant(loose.replace(refusal_focus_p=1.0), releases_retriever).ask(q)
+    assert ans.mode == "refused" and ans.refusal == refusal.NOT_STATED and ans.sources
+    assert ans.evidence["missing_focus"] == "授賞式"
+    assert ans.answer.startswith("アーカイブのどの記事にも「授賞式」は出てきません。\n"), ans.answer
+    p = ans.evidence["answer_p"]   # rounded; threads may differ by 1e-3 (test_concurrency)
+    assert p > 0.002
+    ans = Assistant(loose.replace(refusal_focus_p=p - 0.002), releases_retriever).ask(q)   # sure enough
+    assert ans.mode == "extractive" and "missing_focus" not in ans.evidence
+    # a noun the posts use is no reason, however unsure the reader
+    ans = Assistant(loose.replace(refusal_focus_p=1.0), releases_retriever).ask("Ruby 3.3.12 で修正された不具合は何ですか？")
+    assert ans.mode == "extractive" and "missing_focus" not in ans.evidence, ans.answer
+
+
 def test_absent_names_are_the_question_s_names_that_no_post_holds(releases_retriever):
     r = releases_retriever
     assert r.absent_names("Ruby 3.3.12 で修正された不具合は何ですか？") == []
