@@ -20,7 +20,7 @@ from .config import Settings
 from .embedding import Embedder
 from .index import UnusableIndex, IndexReader, search_vectors
 from .keyword import ALNUM, get_tokenizer, question_names
-from .text import CJK_RE, bigram_tokens, char_ngrams, fold
+from .text import CJK_RE, bigram_tokens, char_ngrams, fold, is_english
 
 MODES = ("hybrid", "dense", "keyword")
 
@@ -114,6 +114,15 @@ def fuse(mode: str, dense_hits: Leg, kw_hits: Leg, settings: Settings) -> Leg:
     if settings.fusion == "rrf":
         return weighted_rrf([[i for i, _ in dense_hits], [i for i, _ in kw_hits]], weights, settings.fusion_k)
     return score_fusion([dense_hits, kw_hits], weights)
+
+
+def within_dense(kw_hits: Leg, dense_hits: Leg) -> Leg:
+    """The keyword hits the dense leg also found. An English question over Japanese posts matches
+    only their English fragments by keyword (rare words, so high idf: "until", "series"), and those
+    outranked the post the dense leg put first; the multilingual dense leg crosses the languages,
+    BM25 then only reorders what it found."""
+    found = {i for i, _ in dense_hits}
+    return [(i, s) for i, s in kw_hits if i in found]
 
 
 def hits_from_rows(ranked: Leg, rows: dict, dense_hits: Leg, kw_hits: Leg) -> list[Hit]:
@@ -284,6 +293,8 @@ class Retriever:
         timings["filter_ms"] = _ms(t)
         dense_hits, kw_hits, qv = self._legs(query, n, mode, allowed, timings)
         t = time.perf_counter()
+        if mode == "hybrid" and is_english(query):
+            kw_hits = within_dense(kw_hits, dense_hits)
         ranked = fuse(mode, dense_hits, kw_hits, self.settings)[:n]
         rows = self.reader.chunk_rows([i for i, _ in ranked])
         hits = drop_near_duplicates(hits_from_rows(ranked, rows, dense_hits, kw_hits), k,

@@ -69,3 +69,32 @@ def test_parallel_legs_rank_exactly_as_serial(retriever, settings):
                             questions * 4))
     for q, hits in got:
         assert hits == expected[q]
+
+
+def test_an_english_question_is_matched_by_keyword_only_where_the_dense_leg_found_it(tmp_path, embedder, settings):
+    """English words in a Japanese post are rare, so their idf is high: a post quoting "until when
+    will the series receive fixes" outranked the release post the dense leg put first."""
+    from rag.ingest import ingest
+
+    from tests.conftest import write_post
+
+    posts = tmp_path / "posts"
+    write_post(posts, "2025-03-26-ruby-3-2-8.md", "Ruby 3.2.8 リリース",
+               "Ruby 3.2.8 がリリースされました。Ruby 3.2 系列は 2026 年 3 月末までセキュリティに関する修正のみ行われます。")
+    write_post(posts, "2024-05-01-pasta.md", "週末のパスタ",
+               "週末にトマトのパスタを作りました。鍋に書いてあった英語は \"until when will the series receive security "
+               "fixes? Until when? The series will receive fixes\" でした。")
+    for i, (title, body) in enumerate([("カレーの作り方", "玉ねぎを炒めてカレーを作りました。"), ("庭の手入れ", "庭の草むしりをしました。"),
+                                       ("Ruby 3.1.7 リリース", "Ruby 3.1.7 がリリースされました。"),
+                                       ("Ruby 3.3.9 リリース", "Ruby 3.3.9 がリリースされました。"),
+                                       ("Ruby 3.4.1 リリース", "Ruby 3.4.1 がリリースされました。"), ("Ruby 3.0.7 リリース", "Ruby 3.0.7 がリリースされました。")]):
+        write_post(posts, f"2024-0{i + 2}-01-p{i}.md", title, body)
+    ingest(posts, tmp_path / "index", settings, embedder)
+    # each leg fetches 3 hits (an archive larger than the depth, as every real one is)
+    r = Retriever(IndexReader(tmp_path / "index"), embedder, settings.replace(candidates=1))
+    q = "Until when will the Ruby 3.2 series receive security fixes?"
+    assert r.search(q, 1, "keyword")[0].post_id == "2024-05-01-pasta"
+    assert r.search(q, 1, "dense")[0].post_id == "2025-03-26-ruby-3-2-8"
+    assert r.search(q, 1, "hybrid")[0].post_id == "2025-03-26-ruby-3-2-8"
+    # a Japanese question keeps both legs whole
+    assert r.search("パスタの鍋に書いてあった英語は？", 1, "hybrid")[0].post_id == "2024-05-01-pasta"
