@@ -23,7 +23,7 @@ from rag.api import open_retriever  # noqa: E402
 from rag.config import load_settings  # noqa: E402
 from rag.evaluation import load_questions, relevance, retrieval_metrics  # noqa: E402
 from rag.keyword import BM25Index, get_tokenizer  # noqa: E402
-from rag.retrieval import score_fusion, weighted_rrf  # noqa: E402
+from rag.retrieval import fused_keyword_hits, score_fusion, weighted_rrf  # noqa: E402
 
 
 def main() -> None:
@@ -73,6 +73,7 @@ def main() -> None:
         q_ms = (time.perf_counter() - t) * 1000 / len(qs)
         results[f"keyword[{name}]"] = score([[d for d, _ in r] for r in kw])
         print(f"keyword[{name}] build {build_s:.1f}s, {q_ms:.1f} ms/query", results[f"keyword[{name}]"])
+        kw = [fused_keyword_hits(q["question"], k, d) for q, d, k in zip(qs, dense, kw)]   # as search fuses
         for rk in (int(x) for x in args.rrf_k.split(",")):
             for w in args.weights.split(","):
                 wd, wk = (float(x) for x in w.split(":"))

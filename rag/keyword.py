@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import re
 import threading
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from .text import CJK_RE, bigram_tokens, fold
+from .text import CJK_RE, bigram_tokens, fold, has_cjk
 
 Tokenizer = Callable[[str], list[str]]
 
@@ -136,29 +137,45 @@ def asked_count(question: str) -> str | None:
     return None
 
 
-_QUESTION_WORD = re.compile(r"どこ|いくら|いくつ|何|誰|だれ|いつ|どれ|どの|どんな|どう|どちら|どなた")
+_QUESTION_WORDS = {"どこ", "いくら", "いくつ", "誰", "だれ", "いつ", "どれ", "どの", "どんな", "どう", "どちら", "どなた",
+                   "なに", "なん", "なぜ"}
 _ASIDE = re.compile(r"[（(][^（）()]*[）)]")
 _FOCUS_PARTICLES = {"は", "が", "って"}
+_COUNTERS = {"助数詞", "助数詞可能"}
+
+
+def _is_question_word(words: Sequence, i: int) -> bool:
+    s, nxt = words[i].surface, (words[i + 1].surface if i + 1 < len(words) else "")
+    if s == "いつ" and nxt == "も":          # いつも: always
+        return False
+    return s in _QUESTION_WORDS or s.startswith("何") or (s == "いく" and nxt in ("つ", "ら"))
 
 
 def asked_focus(question: str) -> str | None:
     """The noun the question word is asked of (「…受け取った授賞式はどこで開かれましたか」 -> 授賞式,
     「RubyKaigi 2014 の一般価格（…）はいくらでしたか」 -> 一般価格), or None: the noun run right
-    before the は/が/って that the first question word follows. Numbers end the run (第6回 is not
-    part of it); asides in brackets are left out."""
-    q = _ASIDE.sub("", fold(question))
-    m = _QUESTION_WORD.search(q)
-    if not m:
+    before the は/が/って that the first question word follows, holding kana or kanji (a Latin name
+    alone is `question_names`' to check). A number and its counter end the run (第6回大賞 -> 大賞);
+    asides in brackets are left out."""
+    q = _ASIDE.sub("", unicodedata.normalize("NFKC", question))
+    words = list(_fugashi_tagger()(q))
+    at = next((i for i in range(len(words)) if _is_question_word(words, i)), None)
+    if at is None:
         return None
-    words = list(_fugashi_tagger()(q[:m.start()].rstrip("、, ")))
-    if len(words) < 2 or words[-1].feature.pos1 != "助詞" or words[-1].surface not in _FOCUS_PARTICLES:
+    j = at - 1
+    while j >= 0 and words[j].surface in ("、", ","):
+        j -= 1
+    if j < 1 or words[j].feature.pos1 != "助詞" or words[j].surface not in _FOCUS_PARTICLES:
         return None
-    run: list[str] = []
-    for w in reversed(words[:-1]):
-        if w.feature.pos1 not in ("名詞", "接頭辞", "接尾辞") or w.feature.pos2 == "数詞":
-            break
-        run.insert(0, w.surface)
-    return "".join(run) or None
+    k = j - 1
+    while k >= 0 and words[k].feature.pos1 in ("名詞", "接頭辞", "接尾辞") and words[k].feature.pos2 != "数詞":
+        k -= 1
+    run = words[k + 1:j]
+    if k >= 0 and words[k].feature.pos2 == "数詞":
+        while run and run[0].feature.pos3 in _COUNTERS:
+            run = run[1:]
+    text = "".join(w.white_space + w.surface for w in run).strip()
+    return text if has_cjk(text) else None
 
 
 def _sudachi_tokenizer():

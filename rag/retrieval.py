@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
@@ -116,11 +117,17 @@ def fuse(mode: str, dense_hits: Leg, kw_hits: Leg, settings: Settings) -> Leg:
     return score_fusion([dense_hits, kw_hits], weights)
 
 
-def within_dense(kw_hits: Leg, dense_hits: Leg) -> Leg:
-    """The keyword hits the dense leg also found. An English question over Japanese posts matches
-    only their English fragments by keyword (rare words, so high idf: "until", "series"), and those
-    outranked the post the dense leg put first; the multilingual dense leg crosses the languages,
-    BM25 then only reorders what it found."""
+_LATIN_WORD = re.compile(r"[A-Za-z]+")
+
+
+def fused_keyword_hits(query: str, kw_hits: Leg, dense_hits: Leg) -> Leg:
+    """The keyword hits hybrid fusion counts. English prose over Japanese posts matches by keyword only
+    the posts' English fragments, rare words there and so heavy ("until", "series" outranked the post
+    the dense leg put first): for an English question (three Latin words or more) only the hits the
+    dense leg also found count, the multilingual dense leg crossing the languages and BM25 reordering
+    what it found. A lookup of a name or an id (YJIT, CVE-2025-27219) and Japanese keep every hit."""
+    if not (is_english(query) and len(_LATIN_WORD.findall(query)) >= 3):
+        return kw_hits
     found = {i for i, _ in dense_hits}
     return [(i, s) for i, s in kw_hits if i in found]
 
@@ -293,8 +300,8 @@ class Retriever:
         timings["filter_ms"] = _ms(t)
         dense_hits, kw_hits, qv = self._legs(query, n, mode, allowed, timings)
         t = time.perf_counter()
-        if mode == "hybrid" and is_english(query):
-            kw_hits = within_dense(kw_hits, dense_hits)
+        if mode == "hybrid":
+            kw_hits = fused_keyword_hits(query, kw_hits, dense_hits)
         ranked = fuse(mode, dense_hits, kw_hits, self.settings)[:n]
         rows = self.reader.chunk_rows([i for i, _ in ranked])
         hits = drop_near_duplicates(hits_from_rows(ranked, rows, dense_hits, kw_hits), k,

@@ -79,7 +79,10 @@ def test_asked_count_is_the_counter_of_a_how_many_question(q, counter):
     ("まつもとさんが FSF 2011 Free Software Award を受け取った授賞式はどこで開かれましたか？", "授賞式"),
     ("RubyKaigi 2014 の一般価格（EarlyBird ではない通常のチケット）はいくらでしたか？", "一般価格"),  # aside left out
     ("フリードリヒ2世の母親は、誰か?", "母親"), ("関西Ruby会議09 の参加定員は何名ですか？", "参加定員"),
-    ("第3回の会場はどこ？", "会場"),
+    ("第3回の会場はどこ？", "会場"), ("第6回大賞は誰が受賞しましたか？", "大賞"),   # a number and its counter end it
+    ("RubyKaigiなどの会場はどこ？", "会場"), ("CVSS スコアはいくつですか？", "CVSS スコア"),
+    ("会場はいつも満員でしたか？", None),                     # いつも: always, no question word
+    ("GC はどう動きますか？", None),                          # a Latin name alone: question_names' to check
     ("第6回大賞で大賞を受賞したのはどの作品ですか？", None),   # 受賞したの: no noun before は
     ("GraphQLとは何ですか？", None), ("p95はどれくらい下がった？", None),   # とは; a number ends the run
     ("いつ公開されましたか？", None), ("When was it held?", None),

@@ -220,6 +220,8 @@ def test_a_question_asked_of_a_noun_no_post_uses_is_not_stated_when_the_reader_i
     assert p > 0.002
     ans = Assistant(loose.replace(refusal_focus_p=p - 0.002), releases_retriever).ask(q)   # sure enough
     assert ans.mode == "extractive" and "missing_focus" not in ans.evidence
+    ans = Assistant(loose.replace(refusal_focus_p=0.0), releases_retriever).ask(q)   # off
+    assert ans.mode == "extractive" and "missing_focus" not in ans.evidence
     # a noun the posts use is no reason, however unsure the reader
     ans = Assistant(loose.replace(refusal_focus_p=1.0), releases_retriever).ask("Ruby 3.3.12 で修正された不具合は何ですか？")
     assert ans.mode == "extractive" and "missing_focus" not in ans.evidence, ans.answer
