@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from rag.embedding import SentenceTransformerEmbedder, default_prompts, embed_in_batches
+from rag.e5 import default_prompts
+from rag.embedding import SentenceTransformerEmbedder, embed_in_batches
 
 
 def test_default_embedder_uses_both_engines_consistently(embedder, nano):

@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from rag.llm import ChatClient, LLMConfig, LLMError, safe_url
+from rag.llm import ChatClient, LLMConfig, LLMError, redact_url
 from tests.llm_server import (  # noqa: F401  (llm_server is a fixture)
     Reply,
     free_port,
@@ -329,9 +329,9 @@ def test_error_object_inside_the_stream(llm_server, make_client):
      "https://api.example.com/v1/chat/completions"),
     ("https://api.example.com/v1", "https://api.example.com/v1"),
 ])
-def test_safe_url_drops_credentials_and_query(url, expected):
-    assert safe_url(url) == expected
-    assert KEY not in safe_url(url) and "pa55" not in safe_url(url)
+def test_redact_url_drops_credentials_and_query(url, expected):
+    assert redact_url(url) == expected
+    assert KEY not in redact_url(url) and "pa55" not in redact_url(url)
 
 
 def test_key_not_in_error_for_http_failure(llm_server, make_client):

@@ -200,7 +200,7 @@ def test_real_model_answer_is_judged_before_it_is_shown(llama_server, retriever,
     """Issue 18: whatever the tiny model says, its answer gets a groundedness verdict from the claim
     checks, and when it is not "yes" the reader is told so before reading it (the extractive answer from
     the same passages comes first when it is "no")."""
-    from rag.app import api_answer_text
+    from rag.answer_text import api_answer_text
     from rag.citations import groundedness
 
     assistant = Assistant(Settings(llm_base_url=llama_server.base_url, llm_model=MODEL, llm_max_tokens=64),
