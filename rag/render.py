@@ -1,17 +1,21 @@
 """The sources panel as a reader reads it: one card per post, its passages rendered as safe Markdown.
 
-Safety: a passage is HTML-escaped *first*; only then is a small Markdown subset (headings, lists,
-block quotes, code blocks, inline code, bold, http(s) links) turned into tags this module writes.
-So nothing a post contains can become markup: `<script>` shows as text.
-The supporting sentences are marked with two private-use characters before rendering and turned
-into `<mark>` afterwards, split at every tag so the result stays well nested.
+Safety: passages are CommonMark rendered by markdown-it with raw HTML off, so `<script>` or an
+`onerror=` attribute in a post shows as text; links survive only to http(s) URLs, images become
+links. The supporting sentences are marked with two private-use characters before rendering (moved
+off the block markers Markdown reads, `lift_sentinels`) and turned into `<mark>` afterwards, split
+at every tag so the result stays well nested.
 """
 
 from __future__ import annotations
 
+import functools
 import html
 import re
 from typing import Any, Collection, Sequence
+
+from markdown_it import MarkdownIt
+from markdown_it.token import Token
 
 from .generation import fallback_quotes
 from .i18n import t
@@ -112,123 +116,90 @@ def apply_marks(fragment: str) -> str:
 
 # ------------------------------------------------------------------ safe Markdown
 
-_FENCE = re.compile(r"^\s*(```+|~~~+)")
-_HEADING = re.compile(r"^\s{0,3}(#{1,6})\s+(.*?)\s*#*\s*$")
-_BULLET = re.compile(r"^(\s*)[-*+]\s+(.*)$")
-_ORDERED = re.compile(r"^(\s*)\d{1,9}[.)]\s+(.*)$")
-_QUOTE = re.compile(r"^\s{0,3}>\s?(.*)$")
-_RULE = re.compile(r"^\s{0,3}([-*_])(\s*\1){2,}\s*$")
-_LEAD = re.compile(f"^([ \\t]*)([{MARK_OPEN}{MARK_CLOSE}]*)")
-_CODE_SPAN = re.compile(r"(`+)(.+?)\1")
-_BOLD = re.compile(r"\*\*(?=\S)(.+?)(?<=\S)\*\*")
-_LINK = re.compile(r"\[([^\]\n]+)\]\(([^)\s]+)\)")
+# Lines whose shape is their meaning (a fence with text after it is no fence): their sentinels move
+# to the start of the next line. Blank lines, fences, rules and setext underlines, table delimiters.
+_STRUCTURAL = re.compile(r"^[ \t]*(?:(?:`{3,}|~{3,}).*|=+|-+|([-*_])(?:[ \t]*\1){2,}"
+                         r"|\|?[ \t]*:?-+:?[ \t]*(?:\|[ \t]*:?-+:?[ \t]*)*\|?)?[ \t]*$")
+# Block markers opening a line, nested ones too (`> - `); sentinels go behind them.
+_MARKERS = re.compile(r"(?:(?:[-*+]|\d{1,9}[.)]|#{1,6})(?:[ \t]+|$)|>[ \t]?|\|[ \t]*)*")
+_LINE_LEAD = re.compile(f"[ \t{MARK_OPEN}{MARK_CLOSE}]*")
+_BETWEEN_TAGS = re.compile(r">\n+(?=<)")
 
 
-def _inline(text: str) -> str:
-    """One line of Markdown as HTML: escaped text, code spans, bold, http(s) links (others stay text)."""
-    out = []
-    pos = 0
-    for m in _CODE_SPAN.finditer(text):
-        out.append(_inline_text(text[pos:m.start()]))
-        out.append(f"<code>{esc(m.group(2))}</code>")
-        pos = m.end()
-    out.append(_inline_text(text[pos:]))
-    return "".join(out)
+def _marks(text: str) -> str:
+    return "".join(_SENTINELS.findall(text))
 
 
-def _inline_text(text: str) -> str:
-    s = esc(text)  # escaped first: what follows only adds our own tags around escaped text
-
-    def link(m: re.Match) -> str:
-        url = link_url(html.unescape(m.group(2)))
-        if not url:
-            return m.group(1)
-        return f'<a href="{esc(url)}" target="_blank" rel="noopener noreferrer nofollow">{m.group(1)}</a>'
-
-    s = _LINK.sub(link, s)
-    return _BOLD.sub(r"<strong>\1</strong>", s)
+def _row_close(body: str) -> str:
+    """`a | b |` + sentinels -> `a | b ` + sentinels + `|`: text after a row's last pipe is a cell of its own."""
+    core = body.rstrip(MARK_OPEN + MARK_CLOSE + " \t")
+    if not core.endswith("|") or core == body:
+        return body
+    tail, cell = body[len(core):], core[:-1].rstrip(" \t")
+    return cell + _marks(tail) + core[len(cell):] + _SENTINELS.sub("", tail)
 
 
-def _split_lead(line: str) -> tuple[str, str]:
-    """Sentinels right at the start of a line are moved behind its block marker (`- `, `## `)."""
-    m = _LEAD.match(line)
-    return m.group(2), m.group(1) + line[m.end():]
+def lift_sentinels(text: str) -> str:
+    """The mark sentinels moved where Markdown does not read them: from the start of a line to behind
+    its block markers (`- `, `## `, `> `, `| `), from after a table row's last `|` to before it, and
+    off structural lines (`_STRUCTURAL`) to the next line. Text and line structure are unchanged."""
+    out, carry = [], ""
+    for line in text.split("\n"):
+        bare = _SENTINELS.sub("", line)
+        if _STRUCTURAL.fullmatch(bare):
+            out.append(bare)
+            carry += _marks(line)
+            continue
+        lead = _LINE_LEAD.match(line).group(0)
+        rest = line[len(lead):]
+        markers = _MARKERS.match(rest).group(0)
+        out.append(_SENTINELS.sub("", lead) + markers + carry + _marks(lead) + _row_close(rest[len(markers):]))
+        carry = ""
+    return "\n".join(out)
+
+
+@functools.cache
+def _markdown() -> MarkdownIt:
+    """CommonMark with tables and ~~strike~~; raw HTML is text, images are links (no remote loads from
+    a post), newlines inside a paragraph stay line breaks. Every link is parsed (then `_safe_links`
+    keeps only http(s) ones), so `[x](javascript:...)` shows as `x`, not as its source."""
+    md = MarkdownIt("commonmark", {"html": False, "breaks": True, "xhtmlOut": False})
+    md.enable(["table", "strikethrough"]).disable("image")
+    md.validateLink = lambda url: True
+    return md
+
+
+def _safe_links(children: list[Token]) -> list[Token]:
+    """Links to http(s) URLs open in a new tab; any other link (javascript:, data:, a path on this
+    server) loses its tags and leaves its text."""
+    kept, drop_close = [], False
+    for tok in children:
+        if tok.type == "link_open":
+            url = link_url(tok.attrGet("href"))
+            drop_close = url is None
+            if drop_close:
+                continue
+            tok.attrs = {"href": url, "target": "_blank", "rel": "noopener noreferrer nofollow"}
+        elif tok.type == "link_close" and drop_close:
+            drop_close = False
+            continue
+        kept.append(tok)
+    return kept
 
 
 def render_markdown(text: str) -> str:
-    """A safe subset of Markdown as HTML (see the module docstring). Sentinels pass through untouched."""
-    lines = (text or "").replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    out: list[str] = []
-    para: list[str] = []
-    list_kind: str | None = None
-
-    def flush_para():
-        if para:
-            out.append("<p>" + "<br>".join(_inline(x) for x in para) + "</p>")
-            para.clear()
-
-    def close_list():
-        nonlocal list_kind
-        if list_kind:
-            out.append(f"</{list_kind}>")
-            list_kind = None
-
-    i = 0
-    while i < len(lines):
-        lead, line = _split_lead(lines[i])
-        fence = _FENCE.match(line)
-        if fence:
-            flush_para()
-            close_list()
-            marker = fence.group(1)
-            body = []
-            i += 1
-            while i < len(lines) and not lines[i].strip().startswith(marker[:3]):
-                body.append(lines[i])
-                i += 1
-            i += 1  # the closing fence (or the end of a passage cut inside a code block)
-            out.append("<pre><code>" + lead + esc("\n".join(body)) + "</code></pre>")
-            continue
-        if not line.strip():
-            flush_para()
-            close_list()
-            if lead:
-                out.append(lead)
-            i += 1
-            continue
-        heading, bullet, ordered = _HEADING.match(line), _BULLET.match(line), _ORDERED.match(line)
-        quote, rule = _QUOTE.match(line), _RULE.match(line)
-        if heading:
-            flush_para()
-            close_list()
-            level = min(6, len(heading.group(1)) + 3)  # h4..h6 inside a card
-            out.append(f"<h{level}>{lead}{_inline(heading.group(2))}</h{level}>")
-        elif rule:
-            flush_para()
-            close_list()
-            out.append(lead + "<hr>")
-        elif bullet or ordered:
-            flush_para()
-            kind = "ul" if bullet else "ol"
-            if list_kind != kind:
-                close_list()
-                out.append(f"<{kind}>")
-                list_kind = kind
-            m = bullet or ordered
-            depth = min(3, len(m.group(1).expandtabs(4)) // 2)
-            cls = f' class="rag-depth{depth}"' if depth else ""
-            out.append(f"<li{cls}>{lead}{_inline(m.group(2))}</li>")
-        elif quote:
-            flush_para()
-            close_list()
-            out.append(f"<blockquote>{lead}{_inline(quote.group(1))}</blockquote>")
-        else:
-            close_list()
-            para.append(lead + line.strip())
-        i += 1
-    flush_para()
-    close_list()
-    return "".join(out)
+    """A passage's Markdown as safe HTML (markdown-it, `_markdown`): nothing in it becomes markup it
+    did not ask for, headings sit three levels down (h4..h6 inside a card), no whitespace between
+    tags (a `<mark>` reopened there would be stray text). Sentinels survive, moved off the block
+    syntax (`lift_sentinels`)."""
+    md = _markdown()
+    tokens = md.parse(lift_sentinels((text or "").replace("\r\n", "\n").replace("\r", "\n")))
+    for tok in tokens:
+        if tok.type in ("heading_open", "heading_close"):
+            tok.tag = f"h{min(6, int(tok.tag[1]) + 3)}"
+        elif tok.type == "inline" and tok.children:
+            tok.children = _safe_links(tok.children)
+    return _BETWEEN_TAGS.sub(">", md.renderer.render(tokens, md.options, {})).strip()
 
 
 def render_passage(passage: str, claims: Sequence[str] = ()) -> str:
@@ -344,16 +315,6 @@ def mode_badge(mode: str | None, lang: str, model: str = "") -> str:
         return ""
     return (f'<details class="rag-mode rag-mode-{mode}"><summary>{esc(t(lang, "badge_" + mode))}</summary>'
             f'<span class="rag-mode-why">{esc(t(lang, "explain_" + mode, model=model or "?"))}</span></details>')
-
-
-def strip_note(text: str, notes: Sequence[str]) -> str:
-    """The answer without a leading mode note (the badge says it instead)."""
-    body = (text or "").lstrip()
-    for note in notes:
-        note = (note or "").strip()
-        if note and body.startswith(note):
-            return body[len(note):].lstrip("\n")
-    return text or ""
 
 
 def starter_questions(posts: Sequence[dict], lang: str, n: int = 3) -> list[str]:

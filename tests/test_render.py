@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 
+from rag.answer_text import strip_note
 from rag.render import (apply_marks, format_sources_html, group_sources, mode_badge, public_url, render_markdown,
-                        render_passage, starter_questions, strip_note)
+                        render_passage, starter_questions)
 
 
 def src(n: int, post: str, ord_: int, text: str = "本文。", title: str | None = None, url: str | None = None) -> dict:
@@ -59,9 +60,78 @@ def test_markdown_subset():
     out = render_markdown("## 結果\n\n- 一つ目\n- 二つ目\n\n1. 手順\n\n```sql\nSELECT 1;\n```\n\n`code` と [記事](https://blog.example/p)")
     assert "<h5>結果</h5>" in out
     assert "<ul><li>一つ目</li><li>二つ目</li></ul>" in out and "<ol><li>手順</li></ol>" in out
-    assert "<pre><code>SELECT 1;</code></pre>" in out and "<code>code</code>" in out
+    assert '<pre><code class="language-sql">SELECT 1;\n</code></pre>' in out and "<code>code</code>" in out
     assert '<a href="https://blog.example/p" target="_blank" rel="noopener noreferrer nofollow">記事</a>' in out
     assert "##" not in out and "```" not in out
+
+
+def test_hostile_markup_stays_text():
+    """Whatever a post holds, the only tags are the ones Markdown makes, with no event handlers, and
+    the only links are http(s) ones (markdown-it's own link check is off: `_safe_links` decides)."""
+    post = ('<div onclick="alert(1)">block html</div>\n\n'
+            'inline <span onmouseover=alert(2)>x</span> and <a href="javascript:alert(3)">raw link</a>\n\n'
+            '[a](JAVASCRIPT:alert(4)) [b]( javascript:alert(5)) [c](&#106;avascript:alert(6)) '
+            '[d](data:text/html;base64,PHNjcmlwdD4=) [e](vbscript:x) [f](/admin/delete) <javascript:alert(7)>\n\n'
+            '![tracker](https://evil.example/pixel.png) [ok](https://blog.example/p "t\\"><script>")\n\n'
+            '```"><script>alert(8)</script>\ncode\n```')
+    out = render_markdown(post)
+    tags = re.findall(r"<(/?[a-z0-9]+)([^>]*)>", out)
+    assert {name.lstrip("/") for name, _ in tags} <= {"p", "a", "br", "pre", "code"}
+    assert not [attrs for _, attrs in tags if re.search(r"\son\w+\s*=", attrs)]
+    hrefs = re.findall(r'href="([^"]*)"', out)
+    assert hrefs == ["https://evil.example/pixel.png", "https://blog.example/p"]   # an image: a link, never loaded
+    assert "&lt;div onclick=&quot;alert(1)&quot;&gt;block html&lt;/div&gt;" in out
+    assert "<img" not in out and "<script" not in out
+    for label in ("a", "b", "c", "d", "e", "f"):     # a refused link leaves its text, not its URL
+        assert f"{label}</a>" not in out and f"[{label}]" not in out
+    assert "alert(4)" not in out and "/admin/delete" not in out
+    assert 'class="language-&quot;&gt;&lt;script&gt;alert(8)&lt;/script&gt;"' in out
+
+
+def test_commonmark_blocks_tables_and_nesting():
+    out = render_markdown("- 外\n  - 内\n\n| 項目 | 値 |\n|---|--:|\n| p95 | 85ms |\n\n> 引用\n\n---\n\n"
+                          "一行目\n二行目 **強調** ~~削除~~")
+    assert "<ul><li>外\n<ul><li>内</li></ul></li></ul>" in out
+    assert '<table><thead><tr><th>項目</th><th style="text-align:right">値</th></tr></thead>' in out
+    assert '<tbody><tr><td>p95</td><td style="text-align:right">85ms</td></tr></tbody></table>' in out
+    assert "<blockquote><p>引用</p></blockquote><hr>" in out
+    assert "<p>一行目<br>\n二行目 <strong>強調</strong> <s>削除</s></p>" in out   # a post's line breaks stay
+
+
+def _well_nested(fragment: str) -> bool:
+    """Every end tag closes the innermost open element, and a <mark> holds text and inline tags only."""
+    stack: list[str] = []
+    for close, name in re.findall(r"<(/?)([a-z0-9]+)[^>]*>", fragment):
+        if name in ("br", "hr"):
+            continue
+        if close:
+            if not stack or stack.pop() != name:
+                return False
+        else:
+            if "mark" in stack and name not in ("a", "code", "strong", "em", "s"):
+                return False
+            stack.append(name)
+    return not stack
+
+
+def test_marks_survive_block_markers_fences_and_tables():
+    o, c = "\ue000", "\ue001"
+    cases = {
+        f"{o}- 項目{c}\n- 次": "<ul><li><mark>項目</mark></li><li>次</li></ul>",
+        f"{o}## 見出し{c}": "<h5><mark>見出し</mark></h5>",
+        f"> {o}引用{c}": "<blockquote><p><mark>引用</mark></p></blockquote>",
+        f"{o}```sql\nSELECT 1;{c}\n```": '<pre><code class="language-sql"><mark>SELECT 1;</mark>\n</code></pre>',
+        f"```\n{o}x = 1{c}\n```{c}\n\n後": "<pre><code><mark>x = 1</mark>\n</code></pre><p>後</p>",
+        f"| a | b |\n|---|---|\n{o}| 1 | 2 |{c}\n| 3 | 4 |":
+            "<tbody><tr><td><mark>1</mark></td><td><mark>2</mark></td></tr><tr><td>3</td><td>4</td></tr></tbody>",
+        f"{o}前の段落。\n\n- 一{c}\n- 二": "<p><mark>前の段落。</mark></p><ul><li><mark>一</mark></li><li>二</li></ul>",
+        f"見出し{o}\n---{c}\n\n本文": "<h5>見出し</h5><p>本文</p>",   # the underline still makes a heading
+    }
+    for src, expected in cases.items():
+        out = apply_marks(render_markdown(src))
+        assert expected in out, (src, out)
+        assert _well_nested(out), out
+        assert "\ue000" not in out and "\ue001" not in out
 
 
 def test_supporting_sentence_marked_inside_markdown_and_well_nested():
