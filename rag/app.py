@@ -1,6 +1,7 @@
 """Web UI (Gradio 6): chat with cited answers for readers, a timeline search for editors, and an `/ask` API.
 
-The formatting functions at the top are pure (strings in, strings out) and are what the tests check.
+The formatting functions at the top are pure (strings in, strings out) and are what the tests check;
+an answer's own text (the chat message, `/ask`'s plain text) is rag/answer_text.py's.
 Every piece of text that comes from a post, a question or an answer is HTML-escaped before it goes
 into HTML or Markdown (`html.escape`, and `md_escape` for Markdown): posts may contain `<script>` or
 fake markup, and it must show as text.
@@ -14,7 +15,6 @@ thread, and FAISS, BM25 and the query engines only read (tests/test_concurrency.
 from __future__ import annotations
 
 import csv
-import html
 import io
 import ipaddress
 import logging
@@ -29,14 +29,15 @@ from typing import Any, Iterable, Sequence
 
 import gradio as gr
 
+from .answer_text import api_answer_text, format_answer_markdown, md_escape, strip_note
 from .config import Settings
 from .corpus import clip
 from .feedback import FeedbackStore
-from .generation import check_question, day_label, fallback_quotes, reader_blocks, source_label
+from .generation import check_question, day_label
 from .i18n import gradio_i18n, request_language, t
-from .render import (esc, format_sources_html, link_url, marked_segments, mode_badge, sources_message,
-                     starter_questions, strip_note)
-from .retrieval import Filters, Hit, parse_day
+from .mcp_tools import make_filters, register_tools
+from .render import esc, format_sources_html, link_url, marked_segments, sources_message, starter_questions
+from .retrieval import Hit
 from .text import content_bigrams, split_segments
 
 log = logging.getLogger(__name__)
@@ -44,22 +45,6 @@ log = logging.getLogger(__name__)
 DEFAULT_CONCURRENCY = 20
 EDITOR_K = 20
 RENDER_INTERVAL_S = 0.1  # a streaming answer is re-rendered at most this often (not once per delta)
-
-# ------------------------------------------------------------------ escaping
-
-_MD_CHARS = re.compile(r"([\\`*_\[\]|~$])")
-_MD_LINE_START = re.compile(r"^([ \t]*)([#+=-]|\d+[.)])", re.M)
-_LEADING_WS = re.compile(r"^[ \t]+", re.M)
-
-
-def md_escape(text: Any) -> str:
-    """Text shown literally inside Markdown: no HTML, no links, emphasis, code, headings, lists or LaTeX."""
-    t = "" if text is None else str(text)
-    t = _MD_CHARS.sub(r"\\\1", t)
-    t = _MD_LINE_START.sub(lambda m: m.group(1) + m.group(2)[:-1] + "\\" + m.group(2)[-1], t)
-    t = html.escape(t, quote=True)
-    # leading indentation would make an (unescaped, literal) code block: keep it as non-breaking spaces
-    return _LEADING_WS.sub(lambda m: "&nbsp;" * len(m.group(0).expandtabs(4)), t)
 
 
 # ------------------------------------------------------------------ highlighting
@@ -84,82 +69,6 @@ def highlight_passage(passage: str, claims: Sequence[str], min_claim_share: floa
         else:
             out.append(esc(s))
     return "".join(out)
-
-
-# ------------------------------------------------------------------ answers
-
-def _get(obj: Any, name: str, default: Any = None) -> Any:
-    if isinstance(obj, dict):
-        return obj.get(name, default)
-    return getattr(obj, name, default)
-
-
-def _n_cited(answer: Any) -> int:
-    return len(_get(answer, "citations") or [])
-
-
-def format_answer_markdown(answer: Any, lang: str = "en", notes: Sequence[str] = (), model: str = "") -> str:
-    """The chat message for a final answer: the mode badge, the escaped text (without the mode note,
-    `notes`, that the badge replaces), then warnings (unsupported claims, errors), in `lang`."""
-    mode = _get(answer, "mode")
-    text = strip_note(_get(answer, "answer") or "", notes)
-    badge = mode_badge(mode, lang, model)
-    badge = badge + "\n\n" if badge else ""  # an HTML block of its own, floated beside the text by CSS
-    parts: list[str] = []
-    if mode == "error":  # the detail (endpoint host, upstream text) goes to the server log, not to readers
-        parts.append(t(lang, "error_head"))
-        if text.strip():
-            parts.append(t(lang, "partial_answer") + "\n\n" + md_escape(text.strip()))
-        return badge + "\n\n".join(parts)
-    if mode == "refused":
-        parts.append(t(lang, "refused_head"))
-        parts.append(md_escape(text.strip()))
-        return badge + "\n\n".join(parts)
-    for kind, block in reader_blocks(answer):
-        if kind == "notice":
-            parts.append(f"**{md_escape(block)}**")
-        elif kind == "heading":
-            parts.append(f"*{md_escape(block)}*")
-        elif kind == "answer" and _get(answer, "grounded") == "no" and _get(answer, "model_answer") is None:
-            parts.append("\n".join("> " + line for line in md_escape(block).split("\n")))  # set apart
-        else:
-            parts.append(md_escape(strip_note(block, notes).strip()))
-    unsupported = [c for c in _get(answer, "claims") or [] if not c.get("supported")]
-    if unsupported and _get(answer, "grounded") != "no":
-        lines = [t(lang, "unsupported_head")]
-        for c in unsupported:
-            cites = "".join(f"\\[{n}\\]" for n in c.get("citations") or [])
-            why = t(lang, "not_found_in", cites=cites) if cites else t(lang, "no_citation")
-            lines.append(f"- {md_escape(' '.join(str(c.get('text', '')).split()))} — *{why}*")
-        parts.append("\n".join(lines))
-    invalid = _get(answer, "invalid_citations") or []
-    if invalid:
-        parts.append(t(lang, "invalid_citations", cites=", ".join(f"\\[{int(n)}\\]" for n in invalid)))
-    return badge + "\n\n".join(parts)
-
-
-def api_answer_text(answer: Any) -> str:
-    """Plain text for the `/ask` API: the answer, then the numbered source list."""
-    mode = _get(answer, "mode")
-    parts = []
-    if mode == "error":
-        parts.append("Error: the chat model failed; the answer could not be completed.")
-    parts += [block for _, block in reader_blocks(answer)]
-    unsupported = [c for c in _get(answer, "claims") or [] if not c.get("supported")]
-    if unsupported and mode not in ("refused", "error") and _get(answer, "grounded") != "no":
-        parts.append("Not supported by the cited sources:\n" + "\n".join(
-            f"- {' '.join(str(c.get('text', '')).split())}" for c in unsupported))
-    sources = _get(answer, "sources") or []
-    if sources:
-        n_cited, quoted = _n_cited(answer), fallback_quotes(answer)
-        lines = ["Nearest passages:" if mode == "refused" else "Sources:"]
-        for s in sources:
-            url = f" {s['url']}" if s.get("url") else ""
-            mark = "" if s["n"] <= n_cited else (" (quoted in the extractive answer)" if s["n"] in quoted
-                                                 else " (not cited)")
-            lines.append(f"{source_label(s)}{url}{mark}")
-        parts.append("\n".join(lines))
-    return "\n\n".join(parts)
 
 
 # ------------------------------------------------------------------ editors' timeline
@@ -262,12 +171,6 @@ def write_exports(topic: str, hits: Sequence[Hit], directory: str | Path | None 
 
 # ------------------------------------------------------------------ server helpers
 
-def make_filters(tags: Sequence[str] | None = None, categories: Sequence[str] | None = None,
-                 since: str | None = None, until: str | None = None) -> Filters:
-    return Filters(tuple(t for t in tags or () if t), tuple(c for c in categories or () if c),
-                   parse_day(since, "since"), parse_day(until, "until"))
-
-
 def parse_auth(value: str | None) -> tuple[str, str] | None:
     """`user:password` (RAG_AUTH) -> ("user", "password"); empty -> None."""
     if not value:
@@ -315,8 +218,8 @@ CSS = """
                border-top: 1px dashed var(--border-color-primary, #ddd); overflow-wrap: anywhere; }
 .rag-md p, .rag-md ul, .rag-md ol, .rag-md blockquote { margin: .3em 0; }
 .rag-md ul, .rag-md ol { padding-left: 1.4em; }
-.rag-md li.rag-depth1 { margin-left: 1em; } .rag-md li.rag-depth2 { margin-left: 2em; }
-.rag-md li.rag-depth3 { margin-left: 3em; }
+.rag-md table { border-collapse: collapse; display: block; overflow-x: auto; max-width: 100%; }
+.rag-md th, .rag-md td { border: 1px solid var(--border-color-primary, #ddd); padding: .15em .4em; }
 .rag-md h4, .rag-md h5, .rag-md h6 { margin: .5em 0 .2em 0; font-size: 1em; }
 .rag-md pre { overflow-x: auto; max-width: 100%; padding: .4em .6em; border-radius: 4px;
               background: var(--background-fill-secondary, #f3f4f6); white-space: pre; }
@@ -619,8 +522,6 @@ def build_app(assistant: Any, settings: Settings, feedback: FeedbackStore | None
         # /ask stays (queued, errors as text) but undocumented: public endpoints are MCP tools, and the
         # tools are search_archive, ask_archive and get_post (rag/mcp_tools.py)
         gr.api(api_handler(assistant, settings), api_name="ask", api_visibility="undocumented")
-        from .mcp_tools import register_tools
-
         register_tools(assistant, settings)
         demo.load(page_loader(assistant, _ui_language(settings)), None, [chatbot, sources],
                   api_visibility="private")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .corpus import Post, split_blocks
-from .text import split_sentences
+from .text import is_fence, split_sentences
 
 TokenCounter = Callable[[str], int]
 _HEADING_RE = re.compile(r"^(#{1,6})\s+(.*\S)\s*$")
@@ -67,7 +67,7 @@ def _hard_split(sentence: str, budget: int, count: TokenCounter) -> list[str]:
 
 def _units(block: str) -> list[str]:
     """Sentences of a paragraph; a code block is split into lines, list items stay whole."""
-    if block.lstrip().startswith(("```", "~~~")):
+    if is_fence(block.lstrip()):
         return [line + "\n" for line in block.splitlines()]
     units = []
     for line in block.split("\n"):

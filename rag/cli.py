@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Callable, Collection, Sequence
+from typing import Callable, Sequence
 
 from .api import describe_embedder, open_assistant, open_document_embedder, open_retriever, resolve_settings
 from .config import Settings, load_settings
@@ -169,21 +169,6 @@ def cmd_search(args: argparse.Namespace, s: Settings) -> int:
     return 0
 
 
-def format_sources(sources: list[dict], n_cited: int, quoted: Collection[int] = ()) -> str:
-    from .generation import source_label
-    from .metadata import without_header
-
-    lines = []
-    for src in sources:
-        mark = "" if src["n"] <= n_cited else ("  (quoted in the extractive answer)" if src["n"] in quoted
-                                               else "  (not cited)")
-        where = f" <{src['url']}>" if src.get("url") else ""
-        lines.append(f"{source_label(src)}{where}{mark}")
-        body = without_header(src["text"])  # title/date are shown above
-        lines.append("    " + " ".join(body.split())[:200])
-    return "\n".join(lines)
-
-
 def cmd_ask(args: argparse.Namespace, s: Settings) -> int:
     from .generation import check_question
 
@@ -194,7 +179,7 @@ def cmd_ask(args: argparse.Namespace, s: Settings) -> int:
         ans = assistant.ask(args.question, k=args.k, mode=args.mode, filters=filters)
         print(json.dumps(ans.as_json(), ensure_ascii=False, indent=2))
         return 1 if ans.mode == "error" else 0
-    from .generation import fallback_quotes, reader_blocks
+    from .answer_text import cli_answer_text, cli_footer_text
 
     # Streamed to a terminal as it comes; piped (or when an ungrounded answer is replaced), the complete
     # answer is printed as `/ask` shows it: a notice first when it could not be matched to the archive.
@@ -206,22 +191,16 @@ def cmd_ask(args: argparse.Namespace, s: Settings) -> int:
             sys.stdout.flush()
         elif kind == "answer":
             final = payload
-    blocks = reader_blocks(final)
     if live:
         print()
-        blocks = [b for b in blocks if b[0] in ("notice", "fallback")]  # the answer itself was streamed
-    if blocks:
-        print(("\n" if live else "") + "\n\n".join(text for _, text in blocks))
+    text = cli_answer_text(final, streamed=live)   # streamed: the answer itself is on the screen already
+    if text:
+        print(("\n" if live else "") + text)
     if final.mode == "error":
         print(f"\nerror: {final.error}", file=sys.stderr)
-    unsupported = [c for c in final.claims if not c["supported"]] if final.grounded != "no" else []
-    if unsupported:
-        print(f"\n! {len(unsupported)} statement(s) not supported by the cited sources:")
-        for c in unsupported:
-            print(f"  - {c['text']}")
-    if final.sources:
-        print("\nSources:" if final.mode != "refused" else "\nNearest passages:")
-        print(format_sources(final.sources, len(final.citations), fallback_quotes(final)))
+    footer = cli_footer_text(final)
+    if footer:
+        print(footer)
     return 1 if final.mode == "error" else 0
 
 

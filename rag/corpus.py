@@ -24,7 +24,7 @@ from typing import Any, Iterator
 import yaml
 
 from .config import Settings
-from .text import dedup_key, split_sentences
+from .text import dedup_key, fenced_lines, is_fence, split_sentences
 
 MARKDOWN_SUFFIXES = (".md", ".markdown")
 MAX_POST_BYTES = int(Settings.max_post_mb * 2**20)  # the one default lives in Settings
@@ -422,7 +422,6 @@ def read_post(path: Path, root: Path, max_bytes: int = MAX_POST_BYTES, site=None
 # ---------------------------------------------------------------- cleaning
 
 _END_RE = re.compile(r"^[ \t]*-{2,}[ \t]*END[ \t]*-{2,}[ \t]*$", re.M | re.I)
-_FENCE_RE = re.compile(r"^(```|~~~)")
 _HEADING_RE = re.compile(r"^(#{1,6})\s+\S")
 _MIN_DUP_CHARS = 12
 
@@ -431,22 +430,21 @@ def split_blocks(body: str) -> list[str]:
     """Paragraphs separated by blank lines; a fenced code block stays one block."""
     blocks: list[str] = []
     cur: list[str] = []
-    in_fence = False
-    for line in body.splitlines():
-        if _FENCE_RE.match(line.strip()):
-            in_fence = not in_fence
+    lines = body.splitlines()
+    for line, in_fence in zip(lines, fenced_lines(lines)):
+        if in_fence:
             cur.append(line)
             continue
-        if not in_fence and not line.strip():
+        if not line.strip():
             if cur:
                 blocks.append("\n".join(cur).strip("\n"))
                 cur = []
             continue
-        if not in_fence and _HEADING_RE.match(line) and cur:
+        if _HEADING_RE.match(line) and cur:
             blocks.append("\n".join(cur).strip("\n"))
             cur = []
         cur.append(line)
-        if not in_fence and _HEADING_RE.match(line):
+        if _HEADING_RE.match(line):
             blocks.append("\n".join(cur))
             cur = []
     if cur:
@@ -463,7 +461,7 @@ def dedupe_blocks(blocks: list[str]) -> list[str]:
     """
     split = []
     for b in blocks:
-        if _HEADING_RE.match(b) or _FENCE_RE.match(b.lstrip()):
+        if _HEADING_RE.match(b) or is_fence(b.lstrip()):
             split.append(None)
         else:
             split.append(split_sentences(b, keep_quotes=False))
@@ -484,7 +482,7 @@ def dedupe_blocks(blocks: list[str]) -> list[str]:
     out: list[str] = []
     for b, sents in zip(blocks, split):
         if sents is None:
-            if _FENCE_RE.match(b.lstrip()):
+            if is_fence(b.lstrip()):
                 if b in seen_blocks:
                     continue
                 seen_blocks.add(b)

@@ -6,7 +6,7 @@ The choice follows what the hardware can do, not one machine's timings:
 - otherwise, with int8 dot products (`avx512_vnni` / `avx_vnni`, or AVX2's 8-bit multiply-add): torch
   dynamic int8 with per-channel weight scales, about twice the fp32 rate for the same work. Judged by
   retrieval under AVX2 kernels (the weaker int8 path): JaQuAD dense hit@1 0.745 -> 0.760, hit@5
-  0.925 -> 0.9225, within the 0.5-point bar (README "Scaling out"); per-tensor scales had lost 1.0;
+  0.925 -> 0.9225, within the 0.5-point bar (docs/benchmarks.md); per-tensor scales had lost 1.0;
 - otherwise: float32.
 
 Vectors from the bf16 and fp32 engines match to cosine 0.9999 and share one index name; int8 vectors

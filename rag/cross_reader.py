@@ -3,7 +3,7 @@
 The linear reader (rag.extractive) ranks sentences by lexical features; it cannot see that 「開催地」
 asks for the sentence with 「会場は…」, or that a sentence repeating the question's words adds nothing.
 This model reads `<s> query: Q </s></s> passage: S </s>` through the bundled multilingual-e5-small
-encoder (rag.fast_e5: the same 4-bit weights, no download) with low-rank adapters (LoRA) on the top
+encoder (rag.e5's file in rag.fast_e5's torch encoder: the same 4-bit weights, no download) with low-rank adapters (LoRA) on the top
 layers and a linear head on the mean-pooled output, and returns a logit for "S answers Q".
 
 It reranks the linear reader's best few sentences; the two logits are combined by a logistic
@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
+
+from .e5 import load_model
 
 DEFAULT_MODEL = Path(__file__).with_name("models") / "cross_reader.npz"
 MODULES = ("qkv", "ao", "fi", "fo")   # the Linear layers of rag.fast_e5's encoder layer
@@ -140,9 +142,9 @@ class CrossReader:
                 import torch
 
                 from .cpu import detect_engine
-                from .fast_e5 import _load, build_encoder
+                from .fast_e5 import build_encoder
 
-                _, (f, tok, wemb) = _load(None)   # the file, tokenizer and word table the embedder shares
+                _, f, tok, wemb = load_model()   # the file, tokenizer and word table the embedder shares
                 # bf16 where the CPU multiplies it natively, else fp32: int8 (the embedder's choice on
                 # such CPUs) lost 3.5 points of JaQuAD lead-sentence accuracy here (0.795 -> 0.760)
                 enc = build_encoder(f, "bf16" if detect_engine().engine == "bf16" else "fp32")

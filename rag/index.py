@@ -164,8 +164,6 @@ class UnusableIndex(Exception):
     """An index that cannot be used as asked (missing, built with another embedder or layout, busy)."""
 
 
-IndexError_ = UnusableIndex  # old name, kept for importers
-
 
 class IndexBusy(UnusableIndex):
     pass

@@ -2,7 +2,7 @@
 
 Japanese has no spaces, so an English regex tokenizer finds almost nothing; morphological
 analysis (fugashi + unidic-lite, or SudachiPy) and character bigrams both work, and their union
-was measured best on JaQuAD (see README). Hits with score 0 are never returned: they would only
+was measured best on JaQuAD (docs/benchmarks.md). Hits with score 0 are never returned: they would only
 add noise to fusion.
 """
 
@@ -11,14 +11,13 @@ from __future__ import annotations
 import json
 import re
 import threading
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from .text import CJK_RE, bigram_tokens, fold, has_cjk
+from .text import CJK_RE, bigram_tokens, fold
 
 Tokenizer = Callable[[str], list[str]]
 
@@ -29,8 +28,10 @@ _STOP_POS = {"助詞", "助動詞", "補助記号", "記号", "空白"}
 _local = threading.local()
 
 
-def _fugashi_tagger():
-    """One MeCab tagger per thread: a tagger is not safe to share between threads."""
+def fugashi_tagger():
+    """One MeCab tagger per thread (a tagger is not safe to share between threads): the tokenizer here,
+    and the question reading (rag/question.py) and span finding (rag/extractive.py) that need parts
+    of speech."""
     tagger = getattr(_local, "fugashi", None)
     if tagger is None:
         import fugashi  # unidic-lite is found automatically
@@ -41,7 +42,7 @@ def _fugashi_tagger():
 
 def fugashi_tokens(text: str) -> list[str]:
     """Morphemes (surface forms) from MeCab/unidic-lite, without particles, auxiliaries or symbols."""
-    tagger = _fugashi_tagger()
+    tagger = fugashi_tagger()
     out = []
     for w in tagger(fold(text)):
         if w.feature.pos1 in _STOP_POS:
@@ -50,132 +51,6 @@ def fugashi_tokens(text: str) -> list[str]:
         if s:
             out.append(s)
     return out
-
-
-_QUOTED = re.compile(r"[「『\"“]([^「」『』\"“”\n]{2,40})[」』\"”]")
-_LATIN_NAME = re.compile(r"(?<![A-Za-z0-9])[A-Za-z][A-Za-z0-9]*(?:[-.+][A-Za-z0-9]+)*")
-
-
-def _is_name(word: str) -> bool:
-    """`GraphQL`, `iOS`, `CVSS`, `Raven-II`, `EC2`: capitals beyond the first letter, or digits; three
-    characters or more (two-letter acronyms such as QA or DB are as often a paraphrase of what the
-    post writes out: 「QAボット」 for 質問応答ボット)."""
-    return len(word) >= 3 and (sum(c.isupper() for c in word[1:]) >= 1 or any(c.isdigit() for c in word))
-
-
-def question_names(text: str) -> list[str]:
-    """Names a question uses, in order: proper nouns written in kana or kanji (unidic 固有名詞, two
-    characters or more), and, in a question written in Japanese, dotted katakana names
-    (`katakana_names`), quoted terms (「…」) and Latin names (`GraphQL`, `CVSS`). If no post
-    contains one, the archive does not cover the question. An English question's words are left
-    out: its "Tokyo" is 東京 in a post."""
-    folded = fold(text)
-    out = []
-    for w in _fugashi_tagger()(folded):
-        s = w.surface.strip()
-        if w.feature.pos2 == "固有名詞" and len(s) >= 2 and all(CJK_RE.match(c) for c in s):
-            out.append(s)
-    if CJK_RE.search(text):
-        out += katakana_names(folded)
-        out += [q.strip() for q in _QUOTED.findall(text) if q.strip()]
-        out += [w for w in _LATIN_NAME.findall(text) if _is_name(w)]
-    first: dict[str, str] = {}
-    for name in out:   # a quoted 「ｲｰﾄﾝ･ｶﾚｯｼﾞ」 is also the folded dotted name
-        first.setdefault(fold(name), name)
-    return list(first.values())
-
-
-_DOTTED_KATAKANA = re.compile(r"[ァ-ヴ][ァ-ヴー]*(?:・[ァ-ヴ][ァ-ヴー]*)+")
-
-
-def katakana_names(folded: str) -> list[str]:
-    """Katakana runs joined by ・ that hold a proper noun or a word unidic does not know: transliterated
-    names (イートン・カレッジ, フィミスター・プロクター). unidic splits them into words other posts may
-    hold (イートン), so only the whole run tells that the archive never names the college. Runs of
-    common nouns (ドメイン・モデル, ユーザー・インターフェース) are ordinary compounds a post may
-    spell otherwise, and an unknown katakana word alone is as often a tech term a post writes another
-    way (トランスパイラー for transpiler): neither is a name here. `folded`: text passed through
-    `text.fold` (half-width ｲｰﾄﾝ･ｶﾚｯｼﾞ is full width there)."""
-    out = []
-    for m in _DOTTED_KATAKANA.finditer(folded):
-        if any(w.feature.pos2 == "固有名詞" or w.is_unk for w in _fugashi_tagger()(m.group())):
-            out.append(m.group())
-    return out
-
-
-_KATAKANA_WORD = re.compile(r"[ァ-ヴー]{2,}")
-_SUFFIX_COUNTERS = {"人", "冊", "杯", "匹", "枚", "頭", "羽", "通", "軒", "粒", "錠", "体"}   # unidic: 接尾辞-一般
-_POINTS_IN_TIME = {"年", "月", "日", "時"}   # 何年に / 何日 ask when (a post may write 2024-08-01), not how many
-_AFTER_COUNT = {"が", "を", "は", "も", "で", "です", "だ", "か", "に", "くらい", "ぐらい", "ほど"}
-
-
-def asked_count(question: str) -> str | None:
-    """The counter of a how-many question (何名 -> 名, 何年間 -> 年間, 何ファイル -> ファイル), or None.
-
-    unidic marks most counters (助数詞; 人 and 冊 are plain suffixes); a katakana noun right after
-    何 is read as one only when a particle follows (何ファイルが, not 何テーブルの様式). A one-kanji
-    noun after the counter makes another word (何台地; 何時代 is one noun already), not a count."""
-    q = fold(question)
-    if re.search(r"何\s*(?:%|パーセント)", q):
-        return "%"
-    words = list(_fugashi_tagger()(q))
-    for i, w in enumerate(words):
-        if w.surface == "何人":   # one word in unidic; the how-many reading (なんにん)
-            return "人"
-        if w.surface != "何" or i + 1 >= len(words):   # 数詞, or 代名詞 in 「では何ファイルが」
-            continue
-        unit, after = words[i + 1], (words[i + 2] if i + 2 < len(words) else None)
-        counter = unit.feature.pos3 in ("助数詞", "助数詞可能") or unit.surface in _SUFFIX_COUNTERS
-        ad_hoc = (unit.feature.pos1 == "名詞" and bool(_KATAKANA_WORD.fullmatch(unit.surface))
-                  and (after is None or after.surface in _AFTER_COUNT or after.feature.pos1 == "補助記号"))
-        if not (counter or ad_hoc) or unit.surface in _POINTS_IN_TIME:
-            continue
-        if (after is not None and after.feature.pos1 == "名詞" and len(after.surface) == 1
-                and after.surface not in "間目"):
-            continue
-        return unit.surface
-    return None
-
-
-_QUESTION_WORDS = {"どこ", "いくら", "いくつ", "誰", "だれ", "いつ", "どれ", "どの", "どんな", "どう", "どちら", "どなた",
-                   "なに", "なん", "なぜ"}
-_ASIDE = re.compile(r"[（(][^（）()]*[）)]")
-_FOCUS_PARTICLES = {"は", "が", "って"}
-_COUNTERS = {"助数詞", "助数詞可能"}
-
-
-def _is_question_word(words: Sequence, i: int) -> bool:
-    s, nxt = words[i].surface, (words[i + 1].surface if i + 1 < len(words) else "")
-    if s == "いつ" and nxt == "も":          # いつも: always
-        return False
-    return s in _QUESTION_WORDS or s.startswith("何") or (s == "いく" and nxt in ("つ", "ら"))
-
-
-def asked_focus(question: str) -> str | None:
-    """The noun the question word is asked of (「…受け取った授賞式はどこで開かれましたか」 -> 授賞式,
-    「RubyKaigi 2014 の一般価格（…）はいくらでしたか」 -> 一般価格), or None: the noun run right
-    before the は/が/って that the first question word follows, holding kana or kanji (a Latin name
-    alone is `question_names`' to check). A number and its counter end the run (第6回大賞 -> 大賞);
-    asides in brackets are left out."""
-    q = _ASIDE.sub("", unicodedata.normalize("NFKC", question))
-    words = list(_fugashi_tagger()(q))
-    at = next((i for i in range(len(words)) if _is_question_word(words, i)), None)
-    if at is None:
-        return None
-    j = at - 1
-    while j >= 0 and words[j].surface in ("、", ","):
-        j -= 1
-    if j < 1 or words[j].feature.pos1 != "助詞" or words[j].surface not in _FOCUS_PARTICLES:
-        return None
-    k = j - 1
-    while k >= 0 and words[k].feature.pos1 in ("名詞", "接頭辞", "接尾辞") and words[k].feature.pos2 != "数詞":
-        k -= 1
-    run = words[k + 1:j]
-    if k >= 0 and words[k].feature.pos2 == "数詞":
-        while run and run[0].feature.pos3 in _COUNTERS:
-            run = run[1:]
-    text = "".join(w.white_space + w.surface for w in run).strip()
-    return text if has_cjk(text) else None
 
 
 def _sudachi_tokenizer():

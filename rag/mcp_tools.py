@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import Any, Sequence
 
 import gradio as gr
 
+from .answer_text import api_answer_text
 from .chunking import join_chunks
 from .config import Settings
 from .corpus import clip
 from .generation import check_question
+from .retrieval import Filters, parse_day
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,14 @@ MAX_POST_CHARS = 100_000  # a post's text in one tool result (the largest posts 
 
 def _dumps(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, indent=1)
+
+
+def make_filters(tags: Sequence[str] | None = None, categories: Sequence[str] | None = None,
+                 since: str | None = None, until: str | None = None) -> Filters:
+    """Search filters from what a tool call or the page's filter controls send: empty choices dropped,
+    days checked (ValueError names the field)."""
+    return Filters(tuple(t for t in tags or () if t), tuple(c for c in categories or () if c),
+                   parse_day(since, "since"), parse_day(until, "until"))
 
 
 def passage_dict(rank: int, hit: Any) -> dict:
@@ -54,8 +64,6 @@ def post_dict(post: dict) -> dict:
 def make_tools(assistant: Any, settings: Settings) -> list:
     """The three tool functions, bound to one assistant. Errors a caller can fix raise `gr.Error`
     (its message reaches the MCP client); anything else is logged and reported by type only."""
-    from .app import api_answer_text, make_filters  # app imports this module when it builds
-
     def search_archive(query: str, k: int = 10, tags: list[str] | None = None,
                        categories: list[str] | None = None, since: str = "", until: str = "") -> str:
         """Search the blog archive (Japanese and English posts) for passages about a topic or question, best first. Use it to find what the archive has said about something, then cite the post URLs; use get_post to read a whole post.

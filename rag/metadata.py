@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
+from .question import key_tokens
 from .text import content_bigrams, fold
 
 DATE, AUTHOR, TAGS, POSTS = "date", "author", "tags", "posts"
@@ -30,8 +31,6 @@ _PATTERNS = [
 ]
 _ABOUT_POST = re.compile(r"(記事|投稿|ポスト|ブログ|告知|アナウンス|掲載|\b(post|posts|article|articles|blog)\b)", re.I)
 _FILE_DATE = re.compile(r"(\d{4}-\d{2}-\d{2})-")
-_FOLLOWUP = re.compile(r"^(それ|その記事|この記事|あの記事|これ|あれ|it|this|that)", re.I)
-_KEY_TOKEN = re.compile(r"[A-Za-z]*\d[A-Za-z0-9]*(?:[.\-_][A-Za-z0-9]+)+|[A-Za-z]+-\d+(?:-\d+)*")
 _QUOTED = re.compile(r"[「『\"“]([^」』\"”]{2,80})[」』\"”]")
 _EN_META_WORDS = re.compile(r"\b(who|wrote|written|writes|the|a|an|posts?|articles?|about|on|when|was|were|is|are|"
                             r"published|released|announced|posted|what|which|date|of|tags?|author|by|did|does|"
@@ -46,22 +45,6 @@ def intent(question: str) -> str | None:
         if pat.search(question):
             return kind
     return None
-
-
-def key_tokens(question: str) -> list[str]:
-    """Versions and identifiers (3.4.10, 2.0.0-p0, CVE-2024-43398): a named post must carry them."""
-    return _KEY_TOKEN.findall(fold(question))
-
-
-_NUMBERED_NAME = re.compile(r"[ァ-ヴ][ァ-ヴー]+\d{1,2}世(?![代紀])")
-
-
-def numbered_names(question: str) -> list[str]:
-    """Regnal names (ジョージ4世, ムハンマド5世): identifiers like versions, ジョージ1世 is someone
-    else. Only the last part of a dotted name (ヴィルヘルム3世 of フリードリヒ・ヴィルヘルム3世: a post
-    may join it with ＝). Not in `key_tokens`: a date question about one is about the person, not
-    a post's date. A source writing ジョージ四世 in kanji numerals does not hold ジョージ4世."""
-    return _NUMBERED_NAME.findall(fold(question))
 
 
 def has_token(text: str, tok: str, series: bool = False) -> bool:
@@ -130,10 +113,6 @@ def pick_post(question: str, sources: Sequence, followup: bool, min_match: float
     scored = [(title_match(question, s.title), -i) for i, s in enumerate(sources[:5])]
     best, neg_i = max(scored)
     return -neg_i if best >= min_match else None
-
-
-def is_followup(question: str, has_history: bool) -> bool:
-    return has_history and (len(question) < 20 or bool(_FOLLOWUP.search(question.strip())))
 
 
 def fields(post: dict) -> dict:

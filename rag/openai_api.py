@@ -4,8 +4,8 @@
 (one model, `rag-archive`) are mounted on `rag serve`'s own app (`app_kwargs()` below), next to the
 page and the MCP endpoint. The last user message is the question; earlier user/assistant pairs are
 the history, so follow-ups work; system messages are ignored (the archive's prompts apply). The reply
-is the page's `/ask` text (`app.api_answer_text`: the answer with `[n]` markers, then the numbered
-sources with URLs), and the same sources as data in the extra field `sources`.
+is the page's `/ask` text (`answer_text.api_answer_text`: the answer with `[n]` markers, then the
+numbered sources with URLs), and the same sources as data in the extra field `sources`.
 
 Errors use OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`. When RAG_AUTH or
 RAG_API_TOKEN is set, `/v1/*` and the MCP endpoint need `Authorization: Bearer <token>`.
@@ -29,6 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 
+from .answer_text import api_answer_text
 from .config import Settings
 from .generation import check_question
 
@@ -200,8 +201,6 @@ class ChatAPI:
     """The request handlers, bound to the server's assistant."""
 
     def __init__(self, assistant: Any, settings: Settings):
-        from .app import api_answer_text  # one place formats the reply for every API (imports gradio)
-
         self.assistant, self.settings, self.format = assistant, settings, api_answer_text
         self.created = int(time.time())
 

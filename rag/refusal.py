@@ -8,7 +8,7 @@
   model replies with `MARKER`; without one, the question names an identifier (a version, a CVE
   id) that none of the sources holds, it asks how many (何名) and no source states a count of
   that kind, or the extractive answerer's best per-sentence answer score is below a threshold.
-  Any answerer that scores sentences (the overlap scorer of `generation.extractive_answer`, or a
+  Any answerer that scores sentences (the overlap scorer of `extractive.overlap_answer`, or a
   learned sentence ranker) plugs in through `no_answer`.
 """
 
@@ -38,7 +38,7 @@ def off_archive(dense: float | None, coverage: float, cjk_question: bool, min_de
 
 
 def missing_identifiers(identifiers: Sequence[str], held: Sequence[set[str]]) -> list[str]:
-    """The question's identifiers (versions, CVE ids: `metadata.key_tokens`) that the sources lack.
+    """The question's identifiers (versions, CVE ids: `question.key_tokens`) that the sources lack.
 
     A question about Ruby 3.3.10 retrieves the posts on 3.3.9 and 3.3.12; quoting them would
     answer about another release. `held`: per source, the identifiers it holds."""

@@ -20,7 +20,8 @@ import numpy as np
 from .config import Settings
 from .embedding import Embedder
 from .index import UnusableIndex, IndexReader, search_vectors
-from .keyword import ALNUM, get_tokenizer, question_names
+from .keyword import ALNUM, get_tokenizer
+from .question import question_names
 from .text import CJK_RE, bigram_tokens, char_ngrams, fold, is_english
 
 MODES = ("hybrid", "dense", "keyword")
@@ -210,7 +211,7 @@ class Retriever:
         return self.reader.bm25.term_idf(terms)
 
     def absent_names(self, question: str) -> list[str]:
-        """The names the question uses (`keyword.question_names`) that no post of the archive
+        """The names the question uses (`question.question_names`) that no post of the archive
         contains in its title, text, author, tags or categories: an archive that never names
         楳茂都陸平 or GraphQL cannot answer a question about them, however close its passages score."""
         return [noun for noun in question_names(question) if self.archive_lacks(noun)]

@@ -29,6 +29,8 @@ from urllib.parse import quote
 
 import yaml
 
+from .text import outside_fences
+
 JEKYLL_CONFIGS = ("_config.yml", "_config.yaml", "_config.toml")
 HUGO_CONFIGS = ("hugo.toml", "hugo.yaml", "hugo.yml", "hugo.json", "config.toml", "config.yaml", "config.yml",
                 "config.json")
@@ -432,17 +434,10 @@ _LIQUID_TAG = re.compile(r"\{%.*?%\}", re.S)
 _LIQUID_OUT = re.compile(r"\{\{.*?\}\}", re.S)
 _HUGO_COMMENT = re.compile(r"\{\{<\s*/\*.*?\*/\s*>\}\}|\{\{%\s*/\*.*?\*/\s*%\}\}", re.S)
 _HUGO_SHORTCODE = re.compile(r"\{\{[<%].*?[%>]\}\}", re.S)
-_FENCE = re.compile(r"^[ \t]*(```|~~~)", re.M)
 # What is left of a line whose Liquid/shortcode output was removed: a list bullet, brackets, a label.
 _HOLLOW = re.compile(r"^[ \t]*(?:[*+-]|\d+\.)?[ \t]*[<>\[\]()]*[ \t]*(?:[\w .-]{0,20}:)?[ \t]*[<>\[\]()]*[ \t]*$")
 _GONE = "\x01"
 _BLANKS = re.compile(r"\n{3,}")
-
-
-def _outside_fences(body: str, fn) -> str:
-    """Apply fn to the text outside fenced code blocks (a code sample may show a comment on purpose)."""
-    parts = re.split(r"(^[ \t]*(?:```|~~~).*?^[ \t]*(?:```|~~~)[ \t]*$)", body, flags=re.M | re.S)
-    return "".join(p if i % 2 else fn(p) for i, p in enumerate(parts))
 
 
 def strip_markup(body: str, kind: str | None) -> str:
@@ -467,7 +462,7 @@ def strip_markup(body: str, kind: str | None) -> str:
     if _GONE in body:
         lines = [ln for ln in body.split("\n") if not (_GONE in ln and _HOLLOW.match(ln.replace(_GONE, "")))]
         body = "\n".join(lines).replace(_GONE, "")
-    body = _outside_fences(body, lambda t: _IAL.sub("", _HTML_COMMENT.sub("", t)))
+    body = outside_fences(body, lambda t: _IAL.sub("", _HTML_COMMENT.sub("", t)))
     if raws:
         body = re.sub(r"\x00(\d+)\x00", lambda m: raws[int(m.group(1))], body)
     return _BLANKS.sub("\n\n", body)

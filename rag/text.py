@@ -2,13 +2,16 @@
 
 One home per idea, so that, for example, the claim check and the passage highlighting compare the
 same bigrams, and a `[n]` marker means the same thing to the renumberer, the extractive answerer
-and the UI. Pure functions on strings; imports nothing from the package.
+and the UI, and a code block ends at the same line for the cleaner, the chunker, the site reader
+and the extractive answerers (`fenced_lines`). Pure functions on strings; imports nothing from the
+package.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from typing import Callable, Sequence
 
 # ------------------------------------------------------------------ normalisation
 
@@ -46,6 +49,66 @@ def has_cjk(text: str) -> bool:
 def is_english(text: str) -> bool:
     """No kana or kanji and at least two Latin letters (decides the prompt and refusal language)."""
     return not has_cjk(text) and len(_LATIN_RE.findall(text)) >= 2
+
+
+# ------------------------------------------------------------------ code fences
+
+# Three or more ` or ~, any indentation (a fence inside a list item is indented), then the info string.
+_FENCE_RE = re.compile(r"[ \t]*(`{3,}|~{3,})([^\n]*)")
+
+
+def _fence(line: str) -> tuple[str, str] | None:
+    """(marker run, rest of the line) when the line is a fence line, else None. A backtick fence's
+    info string holds no backtick: "```a```" is inline code, not a fence (CommonMark)."""
+    m = _FENCE_RE.match(line)
+    if m is None or (m.group(1)[0] == "`" and "`" in m.group(2)):
+        return None
+    return m.group(1), m.group(2)
+
+
+def is_fence(line: str) -> bool:
+    """Whether the line (or a block's first line) opens a fenced code block: ``` or ~~~."""
+    return _fence(line) is not None
+
+
+def _closes(marker: str, line: str) -> bool:
+    """CommonMark: only a run of the opening character, at least as long, with nothing after it,
+    closes the block; "```python" inside a ~~~ block or a ``` inside a ```` block is code."""
+    f = _fence(line)
+    return f is not None and f[0][0] == marker[0] and len(f[0]) >= len(marker) and not f[1].strip()
+
+
+def fenced_lines(lines: Sequence[str]) -> list[bool]:
+    """For each line, whether it is part of a fenced code block (its two fence lines included);
+    a block never closed runs to the end, as a Markdown renderer shows it."""
+    out, marker = [], None
+    for line in lines:
+        if marker is None:
+            f = _fence(line)
+            marker = f[0] if f else None
+            out.append(marker is not None)
+        else:
+            out.append(True)
+            if _closes(marker, line):
+                marker = None
+    return out
+
+
+def outside_fences(text: str, fn: Callable[[str], str]) -> str:
+    """`fn` applied to the text outside fenced code blocks, the blocks kept as they are (a code
+    sample may show a comment or a template tag on purpose). `fn` gets each stretch between two
+    blocks whole, newlines included."""
+    lines = text.split("\n")
+    out, start, pos = [], 0, 0   # start: where the current stretch (code or not) began
+    code = fenced_lines(lines)
+    for i, line in enumerate(lines):
+        if i and code[i] != code[i - 1]:
+            cut = pos - 1 if code[i - 1] else pos   # a code stretch ends before its last newline
+            out.append(text[start:cut] if code[i - 1] else fn(text[start:cut]))
+            start = cut
+        pos += len(line) + 1
+    out.append(text[start:] if code[-1] else fn(text[start:]))
+    return "".join(out)
 
 
 # ------------------------------------------------------------------ sentences

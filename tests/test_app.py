@@ -13,14 +13,15 @@ from types import SimpleNamespace
 
 import pytest
 
-from rag.app import (api_answer_text, bigrams, build_app, exposure_warning, format_answer_markdown,
-                     format_sources_html, highlight_passage, is_loopback, make_filters, md_escape, parse_auth,
-                     prune_exports, serve, split_segments, timeline_csv, timeline_groups, timeline_markdown,
-                     write_exports)
+from rag.answer_text import api_answer_text, format_answer_markdown, md_escape
+from rag.app import (bigrams, build_app, exposure_warning, format_sources_html, highlight_passage, is_loopback,
+                     parse_auth, prune_exports, serve, split_segments, timeline_csv, timeline_groups,
+                     timeline_markdown, write_exports)
 from rag.config import Settings
 from rag.feedback import FeedbackStore
 from rag.generation import Answer, Assistant
 from rag.llm import LLMError
+from rag.mcp_tools import make_filters
 from rag.retrieval import Filters, Hit
 
 XSS = "<script>alert(1)</script>"

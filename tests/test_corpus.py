@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from rag.corpus import (PostError, clean_body, decode_bytes, iter_post_files, parse_date, parse_post, read_post,
-                        split_sentences)
+                        split_blocks, split_sentences)
 
 
 def test_parse_date_forms():
@@ -40,6 +40,12 @@ def test_code_blocks_and_short_repeats_are_kept():
     out = clean_body(body)
     assert "x = 1\n\ny = 2" in out
     assert out.count("はい。") == 2  # too short to call a duplicate
+
+
+def test_a_code_block_showing_another_fence_stays_one_block():
+    # a ``` inside a ~~~ block is code (CommonMark), so its blank line does not end the block
+    body = "~~~md\n```\n\nx\n~~~\n\n本文です。\n```\n\n```"
+    assert split_blocks(body) == ["~~~md\n```\n\nx\n~~~", "本文です。\n```\n\n```"]
 
 
 def test_reference_post_loses_its_repetition(shared_dir):

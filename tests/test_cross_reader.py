@@ -30,7 +30,8 @@ def bundled():
 
 
 def _encoder():
-    from rag.fast_e5 import E5Tokenizer, Q4File, WordEmbeddings, build_encoder, default_model_path
+    from rag.e5 import E5Tokenizer, Q4File, WordEmbeddings, default_model_path
+    from rag.fast_e5 import build_encoder
 
     f = Q4File(default_model_path())
     return f, E5Tokenizer(f), WordEmbeddings(f), build_encoder(f, "fp32")

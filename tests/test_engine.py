@@ -31,7 +31,7 @@ def _dense_hit5(retriever, questions) -> int:
 
 
 def test_int8_index_records_its_engine_and_retrieves_like_float(int8_index, retriever, settings):
-    from rag.embedding import E5_NAME_INT8
+    from rag.e5 import E5_NAME_INT8
     from rag.evaluation import load_questions
     from rag.index import IndexReader
     from rag.retrieval import Retriever

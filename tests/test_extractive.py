@@ -81,9 +81,23 @@ def test_a_hand_wrapped_paragraph_is_read_as_one_and_its_sentences_end_at_their_
         "ハッシュ関数を SipHash に変更しています。",            # a space where Latin meets, none between kana
         "* 項目が続く", "* 次の項目",                            # an item's own wrap, not the next item
         "[ruby-dev:42003] で公開されました。"]                   # a reference link's text, escapes and all
-    from rag.generation import _sentences   # the overlap answerer (no model files) reads the same way
+    # the overlap answerer (no model files) reads the same way: the joined sentence, the code unread
+    assert ex.overlap_answer("Hideki Yamane 氏が報告したのは？", [text]).split("\n")[0] == \
+        "この脆弱性は Apple 社が発見したものを、Hideki Yamane 氏が報告したものです[1]。"
+    assert "code()" not in ex.overlap_answer("code() more()", [text])
 
-    assert _sentences(text)[:2] == ex.passage_sentences(text)[:2]
+
+def test_overlap_answer_quotes_the_best_sentence_the_next_one_and_close_seconds_in_reading_order():
+    # question bigrams 犬の の名 名前 前は, weight 1: "犬の名前を決めた。" holds 3 (9 chars, passage 1),
+    # "犬の名前はポチです。" 4 (10 chars, passage 2): 3/(1+.15 ln 10)+.3 = 2.530, 4/(1+.15 ln 11)+.15 = 3.092
+    q = "犬の名前は？"
+    sources = ["犬の名前を決めた。", "犬の名前はポチです。散歩は毎朝です。", "犬の名前はポチです。"]
+    assert np.allclose(ex.overlap_scores(q, ex.candidates(sources), lambda t: 1.0), [2.530, 3.092, 0.15], atol=1e-3)
+    # the best, the sentence after it, and 2.530 >= 0.6 * 3.092; passage 3 repeats passage 2: quoted once
+    assert ex.overlap_answer(q, sources) == "犬の名前を決めた[1]。\n犬の名前はポチです[2]。\n散歩は毎朝です[2]。"
+    assert ex.overlap_answer(q, sources, follow=0) == "犬の名前を決めた[1]。\n犬の名前はポチです[2]。"
+    assert ex.overlap_answer(q, sources, max_chars=12) == "犬の名前はポチです[2]。"
+    assert ex.overlap_answer(q, ["# 見出しだけの記事です"]) == ""
 
 
 def test_ranker_prefers_the_answering_sentence_to_the_one_echoing_the_question(reader):
@@ -144,7 +158,7 @@ def test_reader_file_round_trip_and_clear_errors(reader, tmp_path):
 
 
 def test_assistant_uses_the_model_and_falls_back_without_it(retriever, settings, tmp_path):
-    from rag.generation import Assistant, extractive_answer
+    from rag.generation import Assistant
 
     hits = retriever.search(PG_Q, settings.top_k)
     with_model = Assistant(settings, retriever)
@@ -155,7 +169,7 @@ def test_assistant_uses_the_model_and_falls_back_without_it(retriever, settings,
                     settings.replace(extractive_model="off")):
         a = Assistant(missing, retriever)
         assert a.reader is None
-        assert a.extractive(PG_Q, hits) == extractive_answer(retriever, PG_Q, hits)
+        assert a.extractive(PG_Q, hits) == ex.overlap_answer(PG_Q, hits, retriever)
     ans = with_model.ask(PG_Q)
     assert ans.mode == "extractive" and ans.citations and all(c["supported"] for c in ans.citations)
 

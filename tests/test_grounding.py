@@ -19,11 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from rag.app import api_answer_text, format_answer_markdown, format_sources_html
+from rag.answer_text import api_answer_text, format_answer_markdown
 from rag.citations import Claim, check_claims, groundedness
 from rag.config import load_settings
 from rag.evaluation import evaluate_question, summarize
 from rag.generation import Answer, Prompts, reader_blocks
+from rag.render import format_sources_html
 from tests.llm_server import ScriptedLLMServer, assistant_factory, echo_reply, llm_server, sse_reply  # noqa: F401
 
 QUESTION = "注文履歴APIのp95レイテンシはいくつに下がった？"

@@ -65,7 +65,8 @@ def test_extractive_answer_does_not_turn_quoted_brackets_into_citations(hostile)
 
 
 def test_ui_renders_hostile_post_as_text(hostile):
-    from rag.app import api_answer_text, format_answer_markdown, format_sources_html
+    from rag.answer_text import api_answer_text, format_answer_markdown
+    from rag.render import format_sources_html
 
     s, retriever = hostile
     ans = Assistant(s, retriever).ask("kanshiの設定")

@@ -4,7 +4,7 @@
 import pytest
 
 from rag.config import Settings
-from rag.index import IndexBusy, IndexError_, IndexReader, WriterLock, current_generation
+from rag.index import IndexBusy, IndexReader, UnusableIndex, WriterLock, current_generation
 from rag.ingest import ingest
 from tests.conftest import write_post
 
@@ -98,7 +98,7 @@ def test_writer_lock_refuses_second_writer(tmp_path):
 def test_changed_embedder_or_chunking_needs_rebuild(tiny, tmp_path, embedder):
     idx = tmp_path / "idx"
     ingest(tiny, idx, Settings(), embedder)
-    with pytest.raises(IndexError_, match="--rebuild"):
+    with pytest.raises(UnusableIndex, match="--rebuild"):
         ingest(tiny, idx, Settings(chunk_tokens=120), embedder)
     rep = ingest(tiny, idx, Settings(chunk_tokens=120), embedder, rebuild=True)
     assert rep.posts_added == 2
@@ -185,10 +185,10 @@ def test_empty_or_wrong_folder_does_not_wipe_the_index(tiny, tmp_path, embedder)
     before = current_generation(idx)
     empty = tmp_path / "mnt"
     empty.mkdir()
-    with pytest.raises(IndexError_, match="--allow-mass-delete") as ei:
+    with pytest.raises(UnusableIndex, match="--allow-mass-delete") as ei:
         ingest(empty, idx, Settings(), embedder)
     assert "2 of the 2 indexed posts" in str(ei.value) and str(empty) in str(ei.value)
-    with pytest.raises(IndexError_, match="--allow-mass-delete"):
+    with pytest.raises(UnusableIndex, match="--allow-mass-delete"):
         ingest(empty, idx, Settings(), embedder, rebuild=True)
     assert current_generation(idx) == before and IndexReader(idx).post("a") is not None
     rep = ingest(empty, idx, Settings(), embedder, allow_mass_delete=True)

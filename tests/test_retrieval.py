@@ -1,6 +1,6 @@
 import pytest
 
-from rag.index import IndexError_, IndexReader
+from rag.index import IndexReader, UnusableIndex
 from rag.retrieval import Filters, Retriever, near_duplicate, trigram_set, weighted_rrf
 
 
@@ -48,7 +48,7 @@ def test_other_embedder_is_refused(sample_index, settings):
         name = "st:other-model"
         dim = 384
 
-    with pytest.raises(IndexError_, match="built with embedder"):
+    with pytest.raises(UnusableIndex, match="built with embedder"):
         Retriever(IndexReader(sample_index), Fake(), settings)
 
 

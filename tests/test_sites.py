@@ -183,6 +183,11 @@ def test_plain_folder_keeps_liquid_like_text_but_drops_comments():
     assert strip_markup("{{ name }} を表示 <!-- x -->\n{: .c}\n", None).strip() == "{{ name }} を表示"
 
 
+def test_comments_in_code_blocks_are_code_even_in_a_block_that_shows_a_fence():
+    body = "<!-- x -->本文\n````md\n```\n<!-- 例 -->\n```\n````\n<!-- y -->後"
+    assert strip_markup(body, None) == "本文\n````md\n```\n<!-- 例 -->\n```\n````\n後"
+
+
 def test_not_a_site():
     assert detect_site(Path(__file__).parent.parent / "examples" / "posts") is None
 

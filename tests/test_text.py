@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from rag.text import (CITATION_RE, bigram_tokens, char_ngrams, content_bigrams, dedup_key, defuse_markers,
-                      has_cjk, is_english, normalize, split_segments, split_sentences, strip_citations)
+                      fenced_lines, has_cjk, is_english, is_fence, normalize, outside_fences, split_segments,
+                      split_sentences, strip_citations)
 
 
 def test_normalize_folds_width_case_and_space():
@@ -63,3 +64,24 @@ def test_claim_check_and_highlighting_compare_the_same_bigrams():
 
     for s in ("注文履歴 API の p95 レイテンシは 320ms[1]。", "CSPを有効にした", "A first. [2]"):
         assert bigrams(s) == content_bigrams(s)
+
+
+def test_fence_lines_open_with_three_backticks_or_tildes_at_any_indent():
+    assert is_fence("```") and is_fence("~~~~ python") and is_fence("   ```sql") and is_fence("```sql\nx\n```")
+    assert not is_fence("``") and not is_fence("```a``` はインラインコード") and not is_fence("本文 ```")
+
+
+def test_a_fence_closes_only_with_its_own_character_at_least_as_long():
+    lines = ["本文", "````md", "```python", "x = 1", "```", "~~~", "````", "後", "~~~", "```", "~~~", "最後"]
+    assert fenced_lines(lines) == [False, True, True, True, True, True, True, False, True, True, True, False]
+    assert fenced_lines(["```", "閉じない", ""]) == [True, True, True]   # runs to the end, as rendered
+    assert fenced_lines(["```", "x", "``` 後ろに文字", "y", "```"]) == [True] * 5
+
+
+def test_outside_fences_changes_only_the_text_between_code_blocks():
+    text = "a<x>\n```html\n<x>\n```\n<x>b\n  ~~~\n<x>\n  ~~~"
+    assert outside_fences(text, lambda t: t.replace("<x>", "")) == "a\n```html\n<x>\n```\nb\n  ~~~\n<x>\n  ~~~"
+    seen: list[str] = []
+    assert outside_fences(text, lambda t: seen.append(t) or t) == text
+    assert seen == ["a<x>\n", "\n<x>b\n"]   # each stretch whole, with the newlines around the blocks
+    assert outside_fences("```\n<x>", lambda t: "") == "```\n<x>"   # an unclosed block is code to the end
