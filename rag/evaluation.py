@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from .text import normalize, split_sentences
+from .text import has_cjk, is_english, normalize, split_sentences
 
 KS = (1, 3, 5, 10)
 QUESTION_KEYS = {"id", "question", "answers", "gold_posts", "answerable"}
@@ -121,7 +121,8 @@ def evaluate_question(q: dict, retriever, assistant, k: int, mode: str, retrieva
     hits = retriever.search(q["question"], max(k, 10), mode)
     search_ms = (time.perf_counter() - t) * 1000
     rec = {"id": q["id"], "question": q["question"], "answerable": q["answerable"], "gold_posts": q["gold_posts"],
-           "answers": q["answers"],
+           "answers": q["answers"], "lang": question_language(q),
+           **({"kind": q["kind"]} if q.get("kind") else {}),
            "retrieved": [{"rank": i, "post_id": h.post_id, "chunk_id": h.chunk_id, "score": round(h.score, 4)}
                          for i, h in enumerate(hits[:k], 1)]}
     if q["answerable"]:
@@ -154,6 +155,63 @@ def evaluate_question(q: dict, retriever, assistant, k: int, mode: str, retrieva
         **context_record(ans, q),
     })
     return rec
+
+
+def question_language(q: dict) -> str:
+    """The question's language: its `lang` field when the set gives one, else "en" when the answerer
+    reads it as English (`text.is_english`), "ja" when it has kana or kanji, "other" otherwise."""
+    lang = q.get("lang")
+    if isinstance(lang, str) and lang.strip():
+        return lang.strip().lower()
+    text = q.get("question") or ""
+    if is_english(text):
+        return "en"
+    return "ja" if has_cjk(text) else "other"
+
+
+def refusals_by_reason(records: Sequence[dict]) -> dict[str, dict[str, int]]:
+    """Refused questions counted by the answer's refusal reason (`Answer.refusal`: "off_archive",
+    "not_stated", ...; "unknown" when a refusal carries none), each split into answerable (wrongly
+    refused) and unanswerable (rightly refused). Reasons sorted by name; none refused: {}."""
+    out: dict[str, dict[str, int]] = {}
+    for r in records:
+        if not r.get("refused"):
+            continue
+        counts = out.setdefault(r.get("refusal") or "unknown", {"total": 0, "answerable": 0, "unanswerable": 0})
+        counts["total"] += 1
+        counts["answerable" if r["answerable"] else "unanswerable"] += 1
+    return dict(sorted(out.items()))
+
+
+def _rate(flags: list) -> float | None:
+    """Mean of the 0/1 flags (None skipped); None when there is nothing to average."""
+    xs = [float(x) for x in flags if x is not None]
+    return round(sum(xs) / len(xs), 4) if xs else None
+
+
+def group_answer_metrics(records: Sequence[dict]) -> dict:
+    """Refusal and answer figures of one group of answered records. Rates whose group is empty are None
+    (not 0.0): a language with no unanswerable question has no correct-refusal rate."""
+    answerable = [r for r in records if r["answerable"]]
+    unanswerable = [r for r in records if not r["answerable"]]
+    answered = [r for r in answerable if not r.get("refused")]
+    return {
+        "n": len(records),
+        "n_answerable": len(answerable),
+        "n_unanswerable": len(unanswerable),
+        "answerable_refused": _rate([r.get("refused") for r in answerable]),
+        "unanswerable_refused": _rate([r.get("refused") for r in unanswerable]),
+        "contains_gold": _rate([r.get("contains_gold") for r in answered]),
+        "first_sentence_contains_gold": _rate([r.get("first_sentence_contains_gold") for r in answered]),
+    }
+
+
+def by_language(records: Sequence[dict]) -> dict[str, dict]:
+    """`group_answer_metrics` per question language (the record's `lang`, else `question_language`)."""
+    groups: dict[str, list[dict]] = {}
+    for r in records:
+        groups.setdefault(r.get("lang") or question_language(r), []).append(r)
+    return {lang: group_answer_metrics(rs) for lang, rs in sorted(groups.items())}
 
 
 def first_sentence(text: str) -> str:
@@ -217,6 +275,8 @@ def summarize(records: list[dict], k: int, retrieval_only: bool) -> dict:
             "correct_refusal_rate": round(_mean([float(r["refused"]) for r in unanswerable]), 4),
             "false_refusal_rate": round(_mean([float(r["refused"]) for r in answerable]), 4),
         }
+        out["refusals_by_reason"] = refusals_by_reason(records)
+        out["by_language"] = by_language(records)
     return out
 
 
@@ -231,18 +291,36 @@ def report_markdown(report: dict, title: str = "Evaluation report") -> str:
         for k, v in (report.get(section) or {}).items():
             lines.append(f"| {section}.{k} | {v} |")
     lines.append(f"| n_questions | {report.get('n_questions')} |")
+    reasons = report.get("refusals_by_reason")
+    if reasons is not None:
+        lines += ["", "Refusals by reason:", "", "| reason | total | answerable (wrong) | unanswerable (right) |",
+                  "| --- | --- | --- | --- |"]
+        lines += [f"| {k} | {v['total']} | {v['answerable']} | {v['unanswerable']} |" for k, v in reasons.items()]
+        if not reasons:
+            lines.append("| (none refused) | 0 | 0 | 0 |")
+    langs = report.get("by_language")
+    if langs:
+        def cell(v):
+            return "—" if v is None else v
+
+        lines += ["", "By question language:", "",
+                  "| lang | n | answerable | unanswerable | answerable refused | unanswerable refused "
+                  "| contains gold | first sentence contains gold |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        lines += [f"| {k} | {v['n']} | {v['n_answerable']} | {v['n_unanswerable']} | {cell(v['answerable_refused'])} "
+                  f"| {cell(v['unanswerable_refused'])} | {cell(v['contains_gold'])} "
+                  f"| {cell(v['first_sentence_contains_gold'])} |" for k, v in langs.items()]
     return "\n".join(lines) + "\n"
 
 
-def flatten(report: dict) -> dict[str, float]:
+def flatten(report: dict, prefix: str = "") -> dict[str, float]:
+    """Numeric values by dotted path (`refusal.false_refusal_rate`, `by_language.en.n`); config left out."""
     out = {}
-    for section, val in report.items():
-        if isinstance(val, dict) and section != "config":
-            for k, v in val.items():
-                if isinstance(v, (int, float)):
-                    out[f"{section}.{k}"] = v
-        elif isinstance(val, (int, float)):
-            out[section] = val
+    for key, val in report.items():
+        if isinstance(val, dict) and not (key == "config" and not prefix):
+            out.update(flatten(val, f"{prefix}{key}."))
+        elif isinstance(val, (int, float)) and not isinstance(val, bool):
+            out[f"{prefix}{key}"] = val
     return out
 
 

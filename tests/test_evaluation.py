@@ -70,3 +70,102 @@ def test_evaluation_reuses_its_hits_for_the_same_answer(retriever, settings):
     fresh = Assistant(settings, retriever).ask(q["question"])
     assert rec["answer"] == fresh.answer and rec["mode"] == fresh.mode == "extractive"
     assert [c["chunk_id"] for c in rec["citations"]] == [c["chunk_id"] for c in fresh.citations]
+
+
+def _rec(question, answerable, refused, refusal=None, fs=None, gold=None, **kw):
+    return {"id": question, "question": question, "answerable": answerable, "refused": refused,
+            "refusal": refusal, "first_sentence_contains_gold": fs, "contains_gold": gold, **kw}
+
+
+# three Japanese and two English questions, hand-scored below
+RECORDS = [
+    _rec("iota とは何ですか？", True, False, fs=True, gold=True),
+    _rec("GnuPG の既定の鍵長は？", True, True, "not_stated"),
+    _rec("Go 3.0 はいつ出ましたか？", False, True, "off_archive"),
+    _rec("When was Go 1.13 released?", True, False, fs=False, gold=True),
+    _rec("Who maintains Typst?", False, True, "not_stated"),
+]
+
+
+def test_refusals_by_reason_hand_counted():
+    from rag.evaluation import refusals_by_reason
+
+    assert refusals_by_reason(RECORDS) == {
+        "not_stated": {"total": 2, "answerable": 1, "unanswerable": 1},
+        "off_archive": {"total": 1, "answerable": 0, "unanswerable": 1},
+    }
+    assert refusals_by_reason([_rec("q", False, True)]) == {"unknown": {"total": 1, "answerable": 0,
+                                                                       "unanswerable": 1}}
+    assert refusals_by_reason([_rec("q", True, False)]) == {}
+
+
+def test_question_language_prefers_the_lang_field():
+    from rag.evaluation import question_language
+
+    assert question_language({"question": "When was Go 1.13 released?"}) == "en"
+    assert question_language({"question": "Go 1.13 はいつ？"}) == "ja"
+    assert question_language({"question": "1.13?"}) == "other"
+    assert question_language({"question": "Go 1.13 はいつ？", "lang": "EN"}) == "en"
+
+
+def test_by_language_hand_computed():
+    from rag.evaluation import by_language
+
+    out = by_language(RECORDS)
+    assert list(out) == ["en", "ja"]
+    assert out["ja"] == {"n": 3, "n_answerable": 2, "n_unanswerable": 1, "answerable_refused": 0.5,
+                         "unanswerable_refused": 1.0, "contains_gold": 1.0, "first_sentence_contains_gold": 1.0}
+    assert out["en"] == {"n": 2, "n_answerable": 1, "n_unanswerable": 1, "answerable_refused": 0.0,
+                         "unanswerable_refused": 1.0, "contains_gold": 1.0, "first_sentence_contains_gold": 0.0}
+    # a record's own lang wins; a group with no unanswerable question has no refusal rate for them
+    only = by_language([_rec("iota とは？", True, False, fs=True, gold=False, lang="en")])
+    assert only == {"en": {"n": 1, "n_answerable": 1, "n_unanswerable": 0, "answerable_refused": 0.0,
+                           "unanswerable_refused": None, "contains_gold": 0.0,
+                           "first_sentence_contains_gold": 1.0}}
+
+
+def test_summary_report_and_compare_carry_the_new_keys():
+    from rag.evaluation import compare_reports, flatten, report_markdown, summarize
+
+    recs = [{**r, "rel": [1], "rel_post": [1], "citation_precision": None, "citation_recall": None, "char_f1": None,
+             "latency_ms": {"retrieval": 1.0, "generation": 0.0, "total": 1.0}, "mode": "refused" if r["refused"]
+             else "extractive"} for r in RECORDS]
+    report = summarize(recs, 10, retrieval_only=False)
+    assert report["refusal"] == {"correct_refusal_rate": 1.0, "false_refusal_rate": pytest.approx(1 / 3, abs=1e-4)}
+    assert report["refusals_by_reason"]["not_stated"]["total"] == 2
+    assert report["by_language"]["en"]["n"] == 2
+    flat = flatten(report)
+    assert flat["by_language.ja.answerable_refused"] == 0.5 and flat["refusals_by_reason.off_archive.total"] == 1
+    assert flat["refusal.false_refusal_rate"] == report["refusal"]["false_refusal_rate"]
+    md = report_markdown(report)
+    assert "| not_stated | 2 | 1 | 1 |" in md
+    assert "| en | 2 | 1 | 1 | 0.0 | 1.0 | 1.0 | 0.0 |" in md
+    assert "by_language.en.n" in compare_reports(report, report)
+    assert "refusals_by_reason" not in summarize(recs, 10, retrieval_only=True)
+
+
+def test_baldanders_question_set_is_well_formed():
+    """eval/sets/baldanders: every answer occurs in a gold post (or its front-matter date/author)."""
+    from collections import Counter
+
+    from rag.corpus import split_front_matter
+    from rag.text import normalize
+    from tests.conftest import ROOT
+
+    base = ROOT / "eval" / "sets" / "baldanders"
+    qs = load_questions(base / "questions.jsonl")
+    assert len({q["id"] for q in qs}) == len(qs) >= 60
+    kinds = Counter(q["kind"] for q in qs)
+    assert kinds["english"] >= 10 and kinds["quote"] >= 10 and kinds["unanswerable"] >= 10 and kinds["metadata"] >= 5
+    for q in qs:
+        assert q["lang"] in ("ja", "en") and q["answerable"] == (q["kind"] != "unanswerable"), q["id"]
+        assert bool(q["answers"]) == bool(q["gold_posts"]) == q["answerable"], q["id"]
+        for a in q["answers"]:
+            found = False
+            for pid in q["gold_posts"]:
+                meta, body = split_front_matter((base / "posts" / f"{pid}.md").read_text(encoding="utf-8"))
+                author = meta.get("author")
+                author = author.get("name") if isinstance(author, dict) else author
+                found |= (a in (str(meta.get("date", ""))[:10], author) if q["kind"] == "metadata"
+                          else normalize(a) in normalize(body))
+            assert found, (q["id"], a)
