@@ -132,6 +132,10 @@ class Settings:
     # is refused as not stated when the best sentence's P(answers) is below this (0 = never). Chosen
     # on the JaQuAD dev questions outside the evaluation set (docs/refusal.md).
     refusal_focus_p: float = 0.25
+    # A phrase a question quotes (「…」) counts as in the archive when one chunk holds more than this
+    # share of its content bigrams: readers quote loosely, so "most of it", not verbatim. Proper
+    # names (unidic 固有名詞, dotted katakana, GraphQL) must still appear as written.
+    refusal_quote_share: float = 0.5
     # With a chat endpoint the gate stops only what is clearly off the archive (at most 1% of
     # answerable questions on each set); the model replies with a marker when the sources do not
     # hold the answer (prompts/system.*.txt) and that reply becomes a refusal.

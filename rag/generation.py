@@ -458,7 +458,10 @@ class Assistant:
                 return
         r = Renumberer(len(draft.hits))
         body = r.feed(body) + r.flush()
-        text = self.prompts.lang("extractive", english) + "\n\n" + body
+        text = self.prompts.lang("extractive", english)
+        if english and has_cjk(body):   # an English reader is told why the quotes are Japanese
+            text += "\n" + self.prompts.get("quoted_japanese.en")
+        text += "\n\n" + body
         yield "delta", text
         yield "answer", draft.finish(text, "extractive", r.order(), claim_text=body)
 

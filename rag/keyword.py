@@ -290,6 +290,19 @@ class BM25Index:
             rows = np.intersect1d(rows, self.indices[self.indptr[j]:self.indptr[j + 1]], assume_unique=True)
         return rows
 
+    def best_row_share(self, terms: Iterable[str]) -> float:
+        """The largest fraction of `terms` that one document row holds (unknown terms held nowhere)."""
+        cols, n = [], 0
+        for t in set(terms):
+            n += 1
+            j = self.vocab.get(t)
+            if j is not None:
+                cols.append(np.asarray(self.indices[self.indptr[j]:self.indptr[j + 1]]))
+        if not cols:
+            return 0.0
+        _, counts = np.unique(np.concatenate(cols), return_counts=True)
+        return float(counts.max()) / n
+
     def term_idf(self, terms: Iterable[str]) -> dict[str, float]:
         """idf of each term the index contains (unknown terms are left out)."""
         return {t: float(self.idf[self.vocab[t]]) for t in terms if t in self.vocab}

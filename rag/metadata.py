@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-from .question import key_tokens
+from .question import key_tokens, quoted_phrases
 from .text import content_bigrams, fold
 
 DATE, AUTHOR, TAGS, POSTS = "date", "author", "tags", "posts"
@@ -31,7 +31,6 @@ _PATTERNS = [
 ]
 _ABOUT_POST = re.compile(r"(記事|投稿|ポスト|ブログ|告知|アナウンス|掲載|\b(post|posts|article|articles|blog)\b)", re.I)
 _FILE_DATE = re.compile(r"(\d{4}-\d{2}-\d{2})-")
-_QUOTED = re.compile(r"[「『\"“]([^」』\"”]{2,80})[」』\"”]")
 _EN_META_WORDS = re.compile(r"\b(who|wrote|written|writes|the|a|an|posts?|articles?|about|on|when|was|were|is|are|"
                             r"published|released|announced|posted|what|which|date|of|tags?|author|by|did|does|"
                             r"do|in|for|discuss(es|ing)?|archive|blog)\b")
@@ -59,7 +58,7 @@ def title_match(question: str, title: str) -> float:
     else the share of the title's content bigrams that occur in the question (0 when an
     identifier of the question is missing from the title)."""
     t = fold(title)
-    for quoted in _QUOTED.findall(question):
+    for quoted in quoted_phrases(question):
         if fold(quoted).replace(" ", "") == t.replace(" ", ""):
             return 1.0
     keys = key_tokens(question)

@@ -18,7 +18,7 @@ from .text import CJK_RE, fold, has_cjk
 
 # ------------------------------------------------------------------ names
 
-_QUOTED = re.compile(r"[「『\"“]([^「」『』\"“”\n]{2,40})[」』\"”]")
+_QUOTED = re.compile(r"[「『\"“]([^「」『』\"“”\n]{2,80})[」』\"”]")
 _LATIN_NAME = re.compile(r"(?<![A-Za-z0-9])[A-Za-z][A-Za-z0-9]*(?:[-.+][A-Za-z0-9]+)*")
 
 
@@ -29,12 +29,18 @@ def _is_name(word: str) -> bool:
     return len(word) >= 3 and (sum(c.isupper() for c in word[1:]) >= 1 or any(c.isdigit() for c in word))
 
 
+def quoted_phrases(text: str) -> list[str]:
+    """What a question quotes (「…」, 『…』, "…"), in order: a title, a term, or a reader's loose
+    paraphrase of what a post says."""
+    return [q.strip() for q in _QUOTED.findall(text) if q.strip()]
+
+
 def question_names(text: str) -> list[str]:
     """Names a question uses, in order: proper nouns written in kana or kanji (unidic 固有名詞, two
     characters or more), and, in a question written in Japanese, dotted katakana names
-    (`katakana_names`), quoted terms (「…」) and Latin names (`GraphQL`, `CVSS`). If no post
-    contains one, the archive does not cover the question. An English question's words are left
-    out: its "Tokyo" is 東京 in a post."""
+    (`katakana_names`) and Latin names (`GraphQL`, `CVSS`). If no post contains one, the archive
+    does not cover the question. An English question's words are left out: its "Tokyo" is 東京 in
+    a post. Quoted phrases are not names: readers quote loosely (`quoted_phrases`)."""
     folded = fold(text)
     out = []
     for w in fugashi_tagger()(folded):
@@ -43,10 +49,9 @@ def question_names(text: str) -> list[str]:
             out.append(s)
     if CJK_RE.search(text):
         out += katakana_names(folded)
-        out += [q.strip() for q in _QUOTED.findall(text) if q.strip()]
         out += [w for w in _LATIN_NAME.findall(text) if _is_name(w)]
     first: dict[str, str] = {}
-    for name in out:   # a quoted 「ｲｰﾄﾝ･ｶﾚｯｼﾞ」 is also the folded dotted name
+    for name in out:
         first.setdefault(fold(name), name)
     return list(first.values())
 

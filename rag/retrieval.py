@@ -21,8 +21,8 @@ from .config import Settings
 from .embedding import Embedder
 from .index import UnusableIndex, IndexReader, search_vectors
 from .keyword import ALNUM, get_tokenizer
-from .question import question_names
-from .text import CJK_RE, bigram_tokens, char_ngrams, fold, is_english
+from .question import question_names, quoted_phrases
+from .text import CJK_RE, bigram_tokens, char_ngrams, content_bigrams, fold, is_english
 
 MODES = ("hybrid", "dense", "keyword")
 
@@ -212,9 +212,23 @@ class Retriever:
 
     def absent_names(self, question: str) -> list[str]:
         """The names the question uses (`question.question_names`) that no post of the archive
-        contains in its title, text, author, tags or categories: an archive that never names
-        楳茂都陸平 or GraphQL cannot answer a question about them, however close its passages score."""
-        return [noun for noun in question_names(question) if self.archive_lacks(noun)]
+        contains in its title, text, author, tags or categories, then the phrases it quotes that no
+        chunk holds most of (`quote_absent`): an archive that never names 楳茂都陸平 or GraphQL
+        cannot answer a question about them, however close its passages score."""
+        names = question_names(question)
+        absent = [noun for noun in names if self.archive_lacks(noun)]
+        if not CJK_RE.search(question):   # an English question's quote is English; the posts are not
+            return absent
+        seen = {fold(n) for n in names}
+        return absent + [q for q in quoted_phrases(question) if fold(q) not in seen and self.quote_absent(q)]
+
+    def quote_absent(self, quote: str) -> bool:
+        """A quoted phrase no chunk holds most of (`quote_share` at or below
+        `refusal_quote_share`); verbatim when the index keeps no bigrams to tell."""
+        share = self.quote_share(quote)
+        if share is None:
+            return self.archive_lacks(quote)
+        return share <= self.settings.refusal_quote_share
 
     def archive_lacks(self, word: str) -> bool:
         """True when no post holds `word` in its title, text, author, tags or categories. Kana and
@@ -235,6 +249,18 @@ class Retriever:
         held = ((not grams or bm25.rows_with_all(prefix + g for g in grams).size > 0)
                 and all(p in bm25.latin_pieces for p in pieces))
         return not held and not self.reader.post_field_contains(fold(word))
+
+    def quote_share(self, quote: str) -> float | None:
+        """How much of a quoted phrase one chunk holds: the largest fraction of its content bigrams
+        (`text.content_bigrams`: kanji, katakana and Latin words, not particles) found in a single
+        chunk. Readers quote loosely, so a paraphrase scores high without matching verbatim. None
+        when the index keeps no bigrams."""
+        name = self.reader.info.get("keyword_tokenizer", self.settings.keyword_tokenizer)
+        if name not in ("bigram", "fugashi+bigram"):
+            return None
+        prefix = "\u0001" if name == "fugashi+bigram" else ""
+        grams = content_bigrams(quote)
+        return self.reader.bm25.best_row_share(prefix + g for g in grams) if grams else None
 
     @property
     def max_idf(self) -> float:

@@ -187,3 +187,12 @@ def test_extractive_answer_holds_the_readme_number_and_never_quotes_the_front_ma
     assert "320ms から 85ms" in first and re.search(r"\[(\d+)\]", first)
     n = int(re.search(r"\[(\d+)\]", first).group(1))
     assert "320ms から 85ms" in ans.sources[n - 1]["text"]
+
+
+def test_an_english_question_is_told_the_quotes_are_japanese(retriever):
+    a = Assistant(Settings(), retriever)
+    note = Prompts().get("quoted_japanese.en")
+    ans = a.ask("After the PostgreSQL index tuning, what was the p95 latency of the order history API?")
+    assert ans.mode == "extractive" and note in ans.answer, ans.answer
+    assert ans.answer.index(note) < ans.answer.index("[1]")   # before the quotes, after the mode note
+    assert note not in a.ask(README_Q).answer

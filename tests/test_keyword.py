@@ -105,3 +105,10 @@ def test_bm25_update_equals_a_full_rebuild(keep, tmp_path):
     again = BM25Index.load(tmp_path).updated(np.ones(inc.n_docs, dtype=bool), [["a"]])
     assert np.allclose(again.scores(["a"]), BM25Index.build(
         [d for d, k in zip(docs, keep) if k] + new_docs + [["a"]]).scores(["a"]))
+
+
+def test_best_row_share_is_the_most_of_the_terms_one_row_holds():
+    bm = BM25Index.build([["a", "b"], ["a", "c", "d"], ["b"]])
+    assert bm.best_row_share(["a", "c", "d"]) == 1.0        # row 1 holds all three
+    assert bm.best_row_share(["a", "b", "c", "z"]) == 0.5   # row 0 (a, b) or row 1 (a, c); z held nowhere
+    assert bm.best_row_share(["z"]) == 0.0

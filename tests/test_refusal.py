@@ -4,6 +4,7 @@ import pytest
 
 from rag import metadata, refusal
 from rag.question import key_tokens, numbered_names
+from rag.retrieval import Retriever
 
 
 def test_off_archive_uses_coverage_for_japanese_questions_only():
@@ -227,13 +228,23 @@ def test_a_question_asked_of_a_noun_no_post_uses_is_not_stated_when_the_reader_i
     assert ans.mode == "extractive" and "missing_focus" not in ans.evidence, ans.answer
 
 
+def test_a_quote_counts_as_found_when_one_chunk_holds_more_than_the_share(releases_retriever):
+    r = releases_retriever
+    strict = Retriever(r.reader, r.embedder, r.settings.replace(refusal_quote_share=0.8))
+    assert strict.absent_names("「ファイルを書き込むと落ちる」不具合は？") == ["ファイルを書き込むと落ちる"]
+    assert strict.absent_names("「ファイルを読み込むと落ちる」不具合は？") == []
+
+
 def test_absent_names_are_the_question_s_names_that_no_post_holds(releases_retriever):
     r = releases_retriever
     assert r.absent_names("Ruby 3.3.12 で修正された不具合は何ですか？") == []
     assert r.absent_names("楳茂都陸平さんが書いた記事は？") == []            # an author
     assert r.absent_names("松江で修正された不具合は？") == []                 # a tag
     assert r.absent_names("「ファイルを読み込むと落ちる」不具合は？") == []    # a quoted phrase of a post
-    assert r.absent_names("「ファイルを書き込むと落ちる」不具合は？") == ["ファイルを書き込むと落ちる"]
+    # readers quote loosely: 7 of the 10 content bigrams of this paraphrase are in one chunk
+    assert r.absent_names("「ファイルを書き込むと落ちる」不具合は？") == []
+    assert r.quote_share("ファイルを書き込むと落ちる") == pytest.approx(0.7)
+    assert r.absent_names("「メモリを大量に消費して止まる」不具合は？") == ["メモリを大量に消費して止まる"]
     assert r.absent_names("国崎町で修正された不具合は？") == ["国崎"]
     assert r.absent_names("JRubyとTruffleRubyとRUBYのどれで修正？") == ["JRuby", "TruffleRuby"]
     assert r.absent_names("Was it fixed in JRuby?") == []                    # an English question's words
