@@ -8,6 +8,7 @@ final answer and its `[n]` match the source list.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import time
@@ -157,24 +158,20 @@ def number_sources(hits: Sequence[Hit], cited_order: Sequence[int]) -> list[dict
     return [source_dict(n, h) for n, h in enumerate(ordered, 1)]
 
 
-def evidence(retriever: Retriever, question: str, hits: Sequence[Hit]) -> dict:
-    """Signals that the archive covers the question: best dense cosine, query-term coverage, and
-    the names it uses that no post holds (`absent_names`, only when there are some).
+def retrieval_evidence(retriever: Retriever, question: str, hits: Sequence[Hit]) -> refusal.Evidence:
+    """The evidence retrieval gives: best dense cosine and idf-weighted coverage of the question's
+    terms by the top three hits, and the names and quotes no post holds.
 
     Dense cosines bunch together (off-topic ~0.82, on-topic ~0.86 for e5), so coverage of the
-    question's content terms by the top passages (idf-weighted) carries most of the signal.
-    """
-    absent = retriever.absent_names(question)
-    ev = _coverage_evidence(retriever, question, hits)
-    if absent:
-        ev["absent_names"] = absent
-    return ev
+    question's content terms by the top passages carries much of the signal."""
+    dense, coverage = _coverage(retriever, question, hits)
+    return refusal.Evidence(n_passages=len(hits), dense=dense, coverage=coverage, cjk_question=has_cjk(question),
+                            absent_names=tuple(retriever.absent_names(question)))
 
 
-def _coverage_evidence(retriever: Retriever, question: str, hits: Sequence[Hit]) -> dict:
-    """{"dense", "coverage"} of the top three hits."""
+def _coverage(retriever: Retriever, question: str, hits: Sequence[Hit]) -> tuple[float | None, float]:
     if not hits:
-        return {"dense": None, "coverage": 0.0}
+        return None, 0.0
     scored = [h.dense_score for h in hits[:3] if h.dense_score is not None]
     dense = max(scored) if scored else None
     q_terms = set(retriever.tokenize(question))
@@ -185,8 +182,7 @@ def _coverage_evidence(retriever: Retriever, question: str, hits: Sequence[Hit])
         top_terms.update(retriever.tokenize(h.title + "\n" + h.text))
     total = sum(weights.values()) + unknown * retriever.max_idf  # terms unknown to the archive weigh the most
     covered = sum(w for t, w in weights.items() if t in top_terms)
-    return {"dense": None if dense is None else round(float(dense), 4),
-            "coverage": round(covered / total, 4) if total else 0.0}
+    return (None if dense is None else round(float(dense), 4)), (round(covered / total, 4) if total else 0.0)
 
 
 def source_texts(sources: Sequence[Hit]) -> list[str]:
@@ -199,16 +195,6 @@ def identifiers_held(identifiers: Sequence[str], sources: Sequence[Hit]) -> list
     """Per source: which of the question's identifiers it holds as whole identifiers (a version
     also in its releases: 3.31 in 3.31.1)."""
     return [{t for t in identifiers if metadata.has_token(x, t, series=True)} for x in source_texts(sources)]
-
-
-def should_refuse(ev: dict, settings: Settings, question: str, gate_only: bool = False) -> bool:
-    """Off-archive gate. `gate_only` (a chat model decides the rest): the loose thresholds. A name
-    the archive never mentions (`absent_names`) stops the question in both modes."""
-    if ev.get("absent_names"):
-        return True
-    dense, cov = ((settings.gate_min_dense, settings.gate_min_coverage) if gate_only
-                  else (settings.refusal_min_dense, settings.refusal_min_coverage))
-    return refusal.off_archive(ev["dense"], ev["coverage"], has_cjk(question), dense, cov)
 
 
 def answer_scores(retriever: Retriever, question: str, hits: Sequence[Hit]) -> list[float]:
@@ -320,52 +306,45 @@ class Assistant:
         else:
             hits = list(hits)[:k or self.settings.top_k]
         t_retrieved = time.perf_counter()
-        ev = evidence(self.retriever, standalone, hits)  # on the retrieved chunks, before assembly
-        draft = _Draft(question, standalone, self.context(hits), ev, t0, t_retrieved, retrieved=hits)
+        ev = retrieval_evidence(self.retriever, standalone, hits)  # on the retrieved chunks, before assembly
+        draft = _Draft(question, standalone, self.context(hits), ev.as_dict(), t0, t_retrieved, retrieved=hits)
         english = is_english(question)
         meta = self.metadata_answer(question, bool(history), draft.hits, english)
         if meta is not None:
             yield from self._metadata(draft, meta)
             return
-        scores = answer_scores(self.retriever, standalone, draft.hits) if self.client is None else []
-        if scores:
-            ev["answer_score"] = round(max(scores), 4)
-        off = not hits or should_refuse(ev, self.settings, standalone, gate_only=self.client is not None)
-        if off and hits and self.client is None and self.reader_vouches(draft):
-            off = False
-        if off:
-            yield from self._refuse(draft, english, refusal.OFF_ARCHIVE)
-        elif self.client is None and (self.missing_identifiers(draft) or self.missing_count(draft)
-                                      or refusal.no_answer(scores, self.settings.answer_min_score)):
-            yield from self._refuse(draft, english, refusal.NOT_STATED)
+        if self.client is None and hits:
+            ev = self.answer_evidence(draft, ev)
+        decision = refusal.decide(ev, self.thresholds(), chat=self.client is not None)
+        draft.evidence = ev.as_dict()
+        if decision.reason:
+            draft.evidence["reason"] = decision.reason
+        if decision.action != refusal.ANSWER:
+            yield from self._refuse(draft, english, decision)
         elif self.client is None:
             yield from self._extract(draft, english)
         else:
             yield from self._generate(draft, standalone if history else question, english)
 
-    def reader_vouches(self, draft: "_Draft") -> bool:
-        """Without an endpoint, the dense threshold alone does not refuse a question whose best
-        sentence the cross reader finds answering (P >= refusal_reader_p, `evidence.reader_p`):
-        dense cosines bunch together (off-archive ~0.82, answerable ~0.86), a sentence that answers
-        is the stronger evidence. A name the archive lacks, or low coverage, still refuses. Japanese
-        questions only: the threshold was chosen on them, and an English one has no coverage check."""
-        ev, s = draft.evidence, self.settings
-        if (s.refusal_reader_p > 1 or ev.get("absent_names") or not has_cjk(draft.standalone)
-                or ev["coverage"] < s.refusal_min_coverage):
-            return False
-        _, p = self.extractive_read(draft)
-        if p is None:
-            return False
-        ev["reader_p"] = round(p, 4)
-        return p >= s.refusal_reader_p
+    def thresholds(self) -> refusal.Thresholds:
+        s = self.settings
+        return refusal.Thresholds(
+            min_dense=s.refusal_min_dense, min_coverage=s.refusal_min_coverage, gate_min_dense=s.gate_min_dense,
+            gate_min_coverage=s.gate_min_coverage, reader_p=s.refusal_reader_p, min_answer_p=self.min_answer_p(),
+            focus_p=s.refusal_focus_p, answer_min_score=s.answer_min_score)
 
-    def missing_identifiers(self, draft: "_Draft") -> list[str]:
-        """Identifiers of the question that no source holds (put in the evidence when any): the
-        extractive answerer would quote a post about another version or CVE."""
-        missing = refusal.missing_identifiers(*draft.identifiers)
-        if missing:
-            draft.evidence["missing_identifiers"] = missing
-        return missing
+    def answer_evidence(self, draft: "_Draft", ev: refusal.Evidence) -> refusal.Evidence:
+        """The rest of the evidence, read without a chat endpoint: the question's identifiers and
+        how-many counter the sources do not state, its focus noun no post uses, the best overlap
+        score and the cross reader's P(its best sentence answers). The extractive answer is read
+        here, once, and kept in the draft."""
+        scores = answer_scores(self.retriever, draft.standalone, draft.hits)
+        _, p = self.extractive_read(draft)
+        return dataclasses.replace(
+            ev, missing_identifiers=tuple(refusal.missing_identifiers(*draft.identifiers)),
+            missing_count=self.missing_count(draft), missing_focus=self.missing_focus(draft),
+            answer_score=round(max(scores), 4) if scores else None,
+            reader_p=None if p is None else round(p, 4))
 
     def missing_count(self, draft: "_Draft") -> str | None:
         """The counter of a how-many question (何名) when no source states a count of that kind: the
@@ -373,40 +352,33 @@ class Assistant:
         counter = asked_count(draft.question)   # the words asked now, not a rewrite's carried ones
         if counter is None or refusal.count_stated(counter, source_texts(draft.hits)):
             return None
-        draft.evidence["missing_count"] = counter
         return counter
 
     def missing_focus(self, draft: "_Draft") -> str | None:
         """The noun the question is asked of (「…授賞式はどこで開かれましたか」 -> 授賞式) when no post
         uses it: the best sentence the reader is unsure of then speaks of the topic, not of that
-        thing (the award, not its ceremony). Asked only below `refusal_focus_p`: a question asked of
-        an attribute (ウツボの漢字表記は何) is often answered by a sentence that does not name it."""
+        thing (the award, not its ceremony). It refuses only below `refusal_focus_p`: a question
+        asked of an attribute (ウツボの漢字表記は何) is often answered by a sentence that does not name it."""
         focus = asked_focus(draft.question)
         if focus is None or not self.retriever.archive_lacks(focus):
             return None
-        draft.evidence["missing_focus"] = focus
         return focus
 
-    def _refuse(self, draft: "_Draft", english: bool, kind: str) -> Iterator[tuple[str, object]]:
+    def _refuse(self, draft: "_Draft", english: bool, decision: refusal.Decision) -> Iterator[tuple[str, object]]:
+        kind = decision.action
         text = self.prompts.lang("refusal" if kind == refusal.OFF_ARCHIVE else "not_stated", english)
-        ev = draft.evidence
 
         def quoted(items: Sequence[str]) -> str:
             return ", ".join(f'"{x}"' for x in items) if english else "、".join(f"「{x}」" for x in items)
 
         # say what is missing first: the name no post holds, the version or count no source gives
-        if kind == refusal.OFF_ARCHIVE and ev.get("absent_names"):
-            why = self.prompts.lang("absent_names", english).format(names=quoted(ev["absent_names"]))
-        elif kind == refusal.NOT_STATED and ev.get("missing_identifiers"):
-            why = self.prompts.lang("missing_identifiers", english).format(ids=quoted(ev["missing_identifiers"]))
-        elif kind == refusal.NOT_STATED and ev.get("missing_count"):
-            why = self.prompts.lang("missing_count", english).format(counter=ev["missing_count"])
-        elif kind == refusal.NOT_STATED and ev.get("missing_focus"):
-            why = self.prompts.lang("missing_focus", english).format(focus=ev["missing_focus"])
-        else:
-            why = ""
-        if why:
-            text = why.strip() + "\n" + text
+        why = {"absent_names": lambda m: self.prompts.lang("absent_names", english).format(names=quoted(m)),
+               "missing_identifiers": lambda m: self.prompts.lang("missing_identifiers", english).format(ids=quoted(m)),
+               "missing_count": lambda m: self.prompts.lang("missing_count", english).format(counter=m[0]),
+               "missing_focus": lambda m: self.prompts.lang("missing_focus", english).format(focus=m[0]),
+               }.get(decision.reason)
+        if why is not None:
+            text = why(decision.missing).strip() + "\n" + text
         yield "delta", text
         yield "answer", draft.finish(text, "refused", [], refusal_kind=kind)
 
@@ -450,12 +422,7 @@ class Assistant:
         return re.sub(r"\[(\d+)\]", lambda m: f"[{to_source.get(int(m.group(1)), int(m.group(1)))}]", body), p
 
     def _extract(self, draft: "_Draft", english: bool) -> Iterator[tuple[str, object]]:
-        body, p = self.extractive_read(draft)
-        if p is not None:
-            draft.evidence["answer_p"] = round(p, 4)
-            if p < self.min_answer_p() or (p < self.settings.refusal_focus_p and self.missing_focus(draft)):
-                yield from self._refuse(draft, english, refusal.NOT_STATED)
-                return
+        body, _ = self.extractive_read(draft)
         r = Renumberer(len(draft.hits))
         body = r.feed(body) + r.flush()
         text = self.prompts.lang("extractive", english)
@@ -487,7 +454,8 @@ class Assistant:
             error = str(exc)
         tail = held + r.flush()
         if error is None and not parts and refusal.is_marker_reply(tail):
-            yield from self._refuse(draft, english, refusal.NOT_STATED)
+            draft.evidence["reason"] = "marker"
+            yield from self._refuse(draft, english, refusal.Decision(refusal.NOT_STATED, "marker"))
             return
         if tail:
             parts.append(tail)

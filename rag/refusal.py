@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Sequence
 
 OFF_ARCHIVE = "off_archive"
@@ -23,6 +24,103 @@ NOT_STATED = "not_stated"
 # What the system prompt asks the model to reply, alone, when the sources do not hold the answer.
 MARKER = "NO_ANSWER_IN_SOURCES"
 _MARKER_RE = re.compile(r"[\[【「\"'`*\s]*NO[_ ]ANSWER[_ ]IN[_ ]SOURCES[\]】」\"'`*.。\s]*", re.I)
+
+
+ANSWER = "answer"
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Everything the answer-or-refuse decision reads, gathered once per question.
+
+    `dense`: best cosine of the top three passages; `coverage`: idf-weighted share of the question's
+    terms they hold; `cjk_question`: the question has kana or kanji (coverage counts only then: a
+    cross-lingual question shares few terms with the posts). The rest are read without a chat
+    endpoint only (the model decides there): names and quotes no post holds, identifiers and the
+    how-many counter no source states, the focus noun no post uses, the best overlap score of a
+    sentence window and the cross reader's P(the best sentence answers)."""
+
+    n_passages: int
+    dense: float | None
+    coverage: float
+    cjk_question: bool
+    absent_names: tuple[str, ...] = ()
+    missing_identifiers: tuple[str, ...] = ()
+    missing_count: str | None = None
+    missing_focus: str | None = None
+    answer_score: float | None = None
+    reader_p: float | None = None
+
+    def as_dict(self) -> dict:
+        """The `evidence` of an answer's JSON: dense and coverage always, the rest when known
+        (`answer_p` repeats `reader_p`, its older name)."""
+        out: dict = {"dense": self.dense, "coverage": self.coverage}
+        for key in ("absent_names", "missing_identifiers"):
+            if getattr(self, key):
+                out[key] = list(getattr(self, key))
+        for key in ("missing_count", "missing_focus", "answer_score", "reader_p"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        if self.reader_p is not None:
+            out["answer_p"] = self.reader_p
+        return out
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The cut-offs of `decide`, all settings (docs/configuration.md)."""
+
+    min_dense: float
+    min_coverage: float
+    gate_min_dense: float
+    gate_min_coverage: float
+    reader_p: float        # a reader this sure outweighs a low cosine (above 1: never)
+    min_answer_p: float    # below it, not stated
+    focus_p: float         # below it, a focus noun no post uses means not stated
+    answer_min_score: float
+
+
+@dataclass(frozen=True)
+class Decision:
+    """answer, off_archive or not_stated; `reason` names the evidence that decided, `missing` what
+    the sources lack (names, identifiers, a counter or a noun) when that was it."""
+
+    action: str
+    reason: str = ""
+    missing: tuple[str, ...] = ()
+
+
+def decide(ev: Evidence, t: Thresholds, chat: bool) -> Decision:
+    """Answer or refuse, from the evidence alone. With a chat endpoint (`chat`) only the loose gate
+    applies; the model replies with the marker when the sources do not hold the answer."""
+    if not ev.n_passages:
+        return Decision(OFF_ARCHIVE, "no_passages")
+    if ev.absent_names:
+        return Decision(OFF_ARCHIVE, "absent_names", ev.absent_names)
+    min_dense, min_coverage = (t.gate_min_dense, t.gate_min_coverage) if chat else (t.min_dense, t.min_coverage)
+    if ev.cjk_question and ev.coverage < min_coverage:
+        return Decision(OFF_ARCHIVE, "coverage")
+    if ev.dense is not None and ev.dense < min_dense:
+        # dense cosines bunch together (off-archive ~0.82, answerable ~0.86); a sentence the cross
+        # reader finds answering is the stronger evidence (Japanese questions: chosen on them)
+        vouched = (not chat and ev.cjk_question and t.reader_p <= 1 and ev.reader_p is not None
+                   and ev.reader_p >= t.reader_p)
+        if not vouched:
+            return Decision(OFF_ARCHIVE, "dense")
+    if chat:
+        return Decision(ANSWER)
+    if ev.missing_identifiers:
+        return Decision(NOT_STATED, "missing_identifiers", ev.missing_identifiers)
+    if ev.missing_count:
+        return Decision(NOT_STATED, "missing_count", (ev.missing_count,))
+    if ev.answer_score is None or ev.answer_score < t.answer_min_score:
+        return Decision(NOT_STATED, "answer_score")
+    if ev.reader_p is not None:
+        if ev.reader_p < t.min_answer_p:
+            return Decision(NOT_STATED, "reader_p")
+        if ev.missing_focus and ev.reader_p < t.focus_p:
+            return Decision(NOT_STATED, "missing_focus", (ev.missing_focus,))
+    return Decision(ANSWER)
 
 
 def off_archive(dense: float | None, coverage: float, cjk_question: bool, min_dense: float,

@@ -140,16 +140,17 @@ def test_a_sentence_that_answers_outweighs_the_dense_threshold_alone(retriever, 
     assert 0.5 <= p < 1.0
     ans = Assistant(strict.replace(refusal_reader_p=min(1.0, p + 0.01)), retriever).ask(q)   # not sure enough
     assert ans.mode == "refused" and ans.refusal == refusal.OFF_ARCHIVE and ans.evidence["reader_p"] == p
-    ans = Assistant(strict.replace(refusal_reader_p=1.01), retriever).ask(q)   # off: the reader is not asked
-    assert ans.mode == "refused" and "reader_p" not in ans.evidence
+    assert ans.evidence["reason"] == "dense"
+    ans = Assistant(strict.replace(refusal_reader_p=1.01), retriever).ask(q)   # off: the reader is not heard
+    assert ans.mode == "refused" and ans.evidence["reason"] == "dense"
     ans = Assistant(strict.replace(refusal_reader_p=0.5, refusal_min_coverage=0.99), retriever).ask(q)
-    assert ans.mode == "refused" and "reader_p" not in ans.evidence   # low coverage refuses unread
+    assert ans.mode == "refused" and ans.evidence["reason"] == "coverage"   # low coverage refuses, however sure
     loose = strict.replace(refusal_reader_p=0.5, refusal_min_coverage=0.0)
     ans = Assistant(loose, retriever).ask("猫の好きな食べ物は何ですか？")
     assert ans.mode == "refused" and ans.refusal == refusal.OFF_ARCHIVE and ans.evidence["reader_p"] < 0.5
     # an English question is left to the thresholds (the reader's was chosen on Japanese ones)
     ans = Assistant(loose, retriever).ask("By how much did p95 drop after the PostgreSQL index review?")
-    assert ans.mode == "refused" and "reader_p" not in ans.evidence
+    assert ans.mode == "refused" and ans.evidence["reason"] == "dense"
 
 
 @pytest.fixture(scope="module")
@@ -219,10 +220,11 @@ def test_a_question_asked_of_a_noun_no_post_uses_is_not_stated_when_the_reader_i
     assert ans.answer.startswith("アーカイブのどの記事にも「授賞式」は出てきません。\n"), ans.answer
     p = ans.evidence["answer_p"]   # rounded; threads may differ by 1e-3 (test_concurrency)
     assert p > 0.002
+    assert ans.evidence["reason"] == "missing_focus"
     ans = Assistant(loose.replace(refusal_focus_p=p - 0.002), releases_retriever).ask(q)   # sure enough
-    assert ans.mode == "extractive" and "missing_focus" not in ans.evidence
+    assert ans.mode == "extractive" and ans.evidence["missing_focus"] == "授賞式" and "reason" not in ans.evidence
     ans = Assistant(loose.replace(refusal_focus_p=0.0), releases_retriever).ask(q)   # off
-    assert ans.mode == "extractive" and "missing_focus" not in ans.evidence
+    assert ans.mode == "extractive" and "reason" not in ans.evidence
     # a noun the posts use is no reason, however unsure the reader
     ans = Assistant(loose.replace(refusal_focus_p=1.0), releases_retriever).ask("Ruby 3.3.12 で修正された不具合は何ですか？")
     assert ans.mode == "extractive" and "missing_focus" not in ans.evidence, ans.answer
@@ -276,3 +278,40 @@ def test_the_extractive_answerer_refuses_a_how_many_question_no_source_counts(re
     assert ans.mode == "refused" and ans.refusal == refusal.NOT_STATED, ans.answer
     assert ans.evidence["missing_count"] == "グラム" and ans.sources
     assert ans.answer.startswith("出典の記事には、何グラムにあたる数が書かれていません。\n"), ans.answer
+
+
+T = refusal.Thresholds(min_dense=0.83, min_coverage=0.2, gate_min_dense=0.81, gate_min_coverage=0.2, reader_p=0.7,
+                       min_answer_p=0.0, focus_p=0.25, answer_min_score=0.0)
+
+
+def ev(**kw):
+    base = dict(n_passages=3, dense=0.86, coverage=0.5, cjk_question=True, answer_score=0.4, reader_p=0.5)
+    return refusal.Evidence(**{**base, **kw})
+
+
+@pytest.mark.parametrize("evidence, chat, action, reason", [
+    (ev(), False, "answer", ""),
+    (ev(n_passages=0), False, "off_archive", "no_passages"),
+    (ev(absent_names=("GraphQL",)), True, "off_archive", "absent_names"),        # in both modes
+    (ev(coverage=0.1), False, "off_archive", "coverage"),
+    (ev(coverage=0.1, cjk_question=False), False, "answer", ""),                # coverage: Japanese questions only
+    (ev(dense=0.82), False, "off_archive", "dense"),
+    (ev(dense=0.82), True, "answer", ""),                                       # the gate is looser with a model
+    (ev(dense=0.82, reader_p=0.7), False, "answer", ""),                        # the reader vouches
+    (ev(dense=0.82, reader_p=0.7, cjk_question=False), False, "off_archive", "dense"),
+    (ev(missing_identifiers=("3.3.1",)), False, "not_stated", "missing_identifiers"),
+    (ev(missing_identifiers=("3.3.1",)), True, "answer", ""),                   # the model decides
+    (ev(missing_count="名"), False, "not_stated", "missing_count"),
+    (ev(answer_score=None), False, "not_stated", "answer_score"),
+    (ev(missing_focus="授賞式", reader_p=0.2), False, "not_stated", "missing_focus"),
+    (ev(missing_focus="授賞式", reader_p=0.3), False, "answer", ""),            # sure enough
+])
+def test_decide_reads_only_the_evidence(evidence, chat, action, reason):
+    d = refusal.decide(evidence, T, chat)
+    assert (d.action, d.reason) == (action, reason)
+
+
+def test_evidence_as_dict_keeps_the_older_keys():
+    d = ev(absent_names=("X",), missing_count="名").as_dict()
+    assert d == {"dense": 0.86, "coverage": 0.5, "absent_names": ["X"], "missing_count": "名", "answer_score": 0.4,
+                 "reader_p": 0.5, "answer_p": 0.5}
