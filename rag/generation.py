@@ -166,6 +166,7 @@ def retrieval_evidence(retriever: Retriever, question: str, hits: Sequence[Hit])
     question's content terms by the top passages carries much of the signal."""
     dense, coverage = _coverage(retriever, question, hits)
     return refusal.Evidence(n_passages=len(hits), dense=dense, coverage=coverage, cjk_question=has_cjk(question),
+                            cjk_sources=any(has_cjk(h.text) for h in hits[:3]) if hits else True,
                             absent_names=tuple(retriever.absent_names(question)))
 
 
@@ -331,7 +332,8 @@ class Assistant:
         return refusal.Thresholds(
             min_dense=s.refusal_min_dense, min_coverage=s.refusal_min_coverage, gate_min_dense=s.gate_min_dense,
             gate_min_coverage=s.gate_min_coverage, reader_p=s.refusal_reader_p, min_answer_p=self.min_answer_p(),
-            focus_p=s.refusal_focus_p, answer_min_score=s.answer_min_score)
+            focus_p=s.refusal_focus_p, answer_min_score=s.answer_min_score,
+            crosslingual_offset=s.crosslingual_dense_offset)
 
     def answer_evidence(self, draft: "_Draft", ev: refusal.Evidence) -> refusal.Evidence:
         """The rest of the evidence, read without a chat endpoint: the question's identifiers and

@@ -34,8 +34,9 @@ class Evidence:
     """Everything the answer-or-refuse decision reads, gathered once per question.
 
     `dense`: best cosine of the top three passages; `coverage`: idf-weighted share of the question's
-    terms they hold; `cjk_question`: the question has kana or kanji (coverage counts only then: a
-    cross-lingual question shares few terms with the posts). The rest are read without a chat
+    terms they hold; `cjk_question` / `cjk_sources`: the question / the top passages have kana or
+    kanji (coverage counts for Japanese questions only: a cross-lingual question shares few terms
+    with the posts, and its cosines sit lower, `Thresholds.crosslingual_offset`). The rest are read without a chat
     endpoint only (the model decides there): names and quotes no post holds, identifiers and the
     how-many counter no source states, the focus noun no post uses, the best overlap score of a
     sentence window and the cross reader's P(the best sentence answers)."""
@@ -44,6 +45,7 @@ class Evidence:
     dense: float | None
     coverage: float
     cjk_question: bool
+    cjk_sources: bool = True
     absent_names: tuple[str, ...] = ()
     missing_identifiers: tuple[str, ...] = ()
     missing_count: str | None = None
@@ -78,6 +80,7 @@ class Thresholds:
     min_answer_p: float    # below it, not stated
     focus_p: float         # below it, a focus noun no post uses means not stated
     answer_min_score: float
+    crosslingual_offset: float = 0.0   # how much lower a cross-lingual question's cosine sits
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,8 @@ def decide(ev: Evidence, t: Thresholds, chat: bool) -> Decision:
     if ev.absent_names:
         return Decision(OFF_ARCHIVE, "absent_names", ev.absent_names)
     min_dense, min_coverage = (t.gate_min_dense, t.gate_min_coverage) if chat else (t.min_dense, t.min_coverage)
+    if ev.cjk_question != ev.cjk_sources:
+        min_dense -= t.crosslingual_offset
     if ev.cjk_question and ev.coverage < min_coverage:
         return Decision(OFF_ARCHIVE, "coverage")
     if ev.dense is not None and ev.dense < min_dense:
@@ -121,18 +126,6 @@ def decide(ev: Evidence, t: Thresholds, chat: bool) -> Decision:
         if ev.missing_focus and ev.reader_p < t.focus_p:
             return Decision(NOT_STATED, "missing_focus", (ev.missing_focus,))
     return Decision(ANSWER)
-
-
-def off_archive(dense: float | None, coverage: float, cjk_question: bool, min_dense: float,
-                min_coverage: float) -> bool:
-    """The retrieval evidence says the archive does not cover the question.
-
-    Coverage counts for questions written in Japanese only: a cross-lingual question shares few
-    terms with Japanese posts even when it is answerable.
-    """
-    if cjk_question and coverage < min_coverage:
-        return True
-    return dense is not None and dense < min_dense
 
 
 def missing_identifiers(identifiers: Sequence[str], held: Sequence[set[str]]) -> list[str]:
@@ -170,11 +163,6 @@ def count_stated(counter: str, texts: Sequence[str]) -> bool:
     before = _BEFORE_NUMBER.get(counter)
     rx_before = re.compile(before + r"\s*\d") if before else None
     return any(rx.search(t) or (rx_before is not None and rx_before.search(t)) for t in texts)
-
-
-def no_answer(sentence_scores: Sequence[float], min_score: float) -> bool:
-    """No sentence answers: the best per-sentence answer score is below `min_score` (or none)."""
-    return not sentence_scores or max(sentence_scores) < min_score
 
 
 def is_marker_reply(text: str) -> bool:

@@ -196,3 +196,18 @@ def test_an_english_question_is_told_the_quotes_are_japanese(retriever):
     assert ans.mode == "extractive" and note in ans.answer, ans.answer
     assert ans.answer.index(note) < ans.answer.index("[1]")   # before the quotes, after the mode note
     assert note not in a.ask(README_Q).answer
+
+
+def test_an_english_question_over_japanese_posts_is_gated_lower(retriever):
+    q = "After the PostgreSQL index tuning, what was the p95 latency of the order history API?"
+    dense = Assistant(Settings(), retriever).ask(q).evidence["dense"]
+    strict = Settings(refusal_min_dense=dense + 0.01, crosslingual_dense_offset=0.0)
+    ans = Assistant(strict, retriever).ask(q)
+    assert ans.mode == "refused" and ans.evidence["reason"] == "dense"
+    ans = Assistant(strict.replace(crosslingual_dense_offset=0.02), retriever).ask(q)
+    assert ans.mode == "extractive" and "85ms" in ans.answer, ans.answer
+    # the same cosine bar for a Japanese question is not lowered
+    ja = Assistant(Settings(), retriever).ask(README_Q).evidence["dense"]
+    ans = Assistant(Settings(refusal_min_dense=ja + 0.01, crosslingual_dense_offset=0.02, refusal_reader_p=1.01),
+                    retriever).ask(README_Q)
+    assert ans.mode == "refused" and ans.evidence["reason"] == "dense"

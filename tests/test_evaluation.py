@@ -169,3 +169,11 @@ def test_baldanders_question_set_is_well_formed():
                 found |= (a in (str(meta.get("date", ""))[:10], author) if q["kind"] == "metadata"
                           else normalize(a) in normalize(body))
             assert found, (q["id"], a)
+    # the same questions asked in English: each names the Japanese one it translates, same gold
+    by_id = {q["id"]: q for q in qs}
+    en = load_questions(base / "questions_en.jsonl")
+    assert len(en) >= 30
+    for q in en:
+        src = by_id[q["translated_from"]]
+        assert q["id"] == src["id"] + "-en" and q["lang"] == "en" and src["lang"] == "ja", q["id"]
+        assert (q["answers"], q["gold_posts"], q["answerable"]) == (src["answers"], src["gold_posts"], src["answerable"])
