@@ -357,6 +357,15 @@ def _scalar_text(name: str, value: Any, warnings: list[str]) -> str | None:
     return s or None
 
 
+def _author(value: Any, warnings: list[str]) -> str | None:
+    """The author as text; Hugo themes also write it as a table (`[author] name = "…"`) or a list."""
+    if isinstance(value, dict) and "name" in value:
+        return _scalar_text("author.name", value["name"], warnings)
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return ", ".join(v.strip() for v in value if v.strip()) or None
+    return _scalar_text("author", value, warnings)
+
+
 def parse_post(text: str, post_id: str, path: str, site=None, rel: str | None = None) -> Post:
     """Turn decoded text into a cleaned Post (raises PostError when nothing indexable is left).
 
@@ -400,7 +409,7 @@ def parse_post(text: str, post_id: str, path: str, site=None, rel: str | None = 
         categories=sp.categories if sp is not None else _string_list(
             "categories", meta.get("categories", meta.get("category")), warnings),
         tags=_string_list("tags", meta.get("tags"), warnings),
-        author=_scalar_text("author", meta.get("author"), warnings),
+        author=_author(meta.get("author"), warnings),
         excerpt=_scalar_text("excerpt", meta.get("excerpt"), warnings),
         url=url,
         warnings=warnings,

@@ -70,6 +70,19 @@ def test_wrong_types_are_dropped_with_warnings():
     assert any(w.startswith("date:") for w in post.warnings)
 
 
+@pytest.mark.parametrize("front, author, warned", [
+    ('author: 楳茂都陸平', "楳茂都陸平", False),
+    ('author:\n  name: Spiegel\n  url: https://example.org', "Spiegel", False),   # Hugo: [author] name = "…"
+    ('author: [Alice, Bob]', "Alice, Bob", False),
+    ('author:\n  url: https://example.org', None, True),                             # a table without a name
+    ('author:\n  name: [1, 2]', None, True),
+])
+def test_author_as_text_a_table_or_a_list(front, author, warned):
+    post = parse_post(f"---\ntitle: T\n{front}\n---\n本文です。", "x", "x.md")
+    assert post.author == author
+    assert any(w.startswith("author") for w in post.warnings) == warned
+
+
 @pytest.mark.parametrize("text,match", [
     ('---\ntitle: "unclosed\ntags: [a\n---\n本文', "invalid YAML front matter"),
     ("---\ntitle: x\n---\n\n", "no body text"),
