@@ -10,7 +10,9 @@ as answered) beside the learned decision's, as unanswerable refused / answerable
     python eval/fit_answerability.py --pool OUT_DIR [OUT_DIR ...] --sets NAME=OUT_DIR ... [--save FILE]
 
 Questions answered from the front matter (`answered_from == "metadata"`) are left out: no refusal
-decision is made for them.
+decision is made for them. A reader P the answer path did not read (a refusal it could not change,
+`refusal.reader_may_change`) counts as 0; the figures in docs/benchmarks.md were made when every
+question was read (3071f3e).
 """
 
 from __future__ import annotations

@@ -317,6 +317,10 @@ class Assistant:
         if self.client is None and hits:
             ev = self.answer_evidence(draft, ev)
         decision = refusal.decide(ev, self.thresholds(), chat=self.client is not None)
+        if self.client is None and hits and refusal.reader_may_change(decision):
+            _, p = self.extractive_read(draft)   # read once; the answer reuses it
+            ev = dataclasses.replace(ev, reader_p=None if p is None else round(p, 4))
+            decision = refusal.decide(ev, self.thresholds(), chat=False)
         draft.evidence = ev.as_dict()
         if decision.reason:
             draft.evidence["reason"] = decision.reason
@@ -336,17 +340,14 @@ class Assistant:
             crosslingual_offset=s.crosslingual_dense_offset)
 
     def answer_evidence(self, draft: "_Draft", ev: refusal.Evidence) -> refusal.Evidence:
-        """The rest of the evidence, read without a chat endpoint: the question's identifiers and
-        how-many counter the sources do not state, its focus noun no post uses, the best overlap
-        score and the cross reader's P(its best sentence answers). The extractive answer is read
-        here, once, and kept in the draft."""
+        """The rest of the evidence without a chat endpoint, short of reading: the question's
+        identifiers and how-many counter the sources do not state, its focus noun no post uses and
+        the best overlap score. The cross reader's P is added when it can change the decision."""
         scores = answer_scores(self.retriever, draft.standalone, draft.hits)
-        _, p = self.extractive_read(draft)
         return dataclasses.replace(
             ev, missing_identifiers=tuple(refusal.missing_identifiers(*draft.identifiers)),
             missing_count=self.missing_count(draft), missing_focus=self.missing_focus(draft),
-            answer_score=round(max(scores), 4) if scores else None,
-            reader_p=None if p is None else round(p, 4))
+            answer_score=round(max(scores), 4) if scores else None)
 
     def missing_count(self, draft: "_Draft") -> str | None:
         """The counter of a how-many question (何名) when no source states a count of that kind: the

@@ -39,7 +39,8 @@ class Evidence:
     with the posts, and its cosines sit lower, `Thresholds.crosslingual_offset`). The rest are read without a chat
     endpoint only (the model decides there): names and quotes no post holds, identifiers and the
     how-many counter no source states, the focus noun no post uses, the best overlap score of a
-    sentence window and the cross reader's P(the best sentence answers)."""
+    sentence window and the cross reader's P(the best sentence answers), read only where it can
+    change the decision (`reader_may_change`)."""
 
     n_passages: int
     dense: float | None
@@ -126,6 +127,13 @@ def decide(ev: Evidence, t: Thresholds, chat: bool) -> Decision:
         if ev.missing_focus and ev.reader_p < t.focus_p:
             return Decision(NOT_STATED, "missing_focus", (ev.missing_focus,))
     return Decision(ANSWER)
+
+
+def reader_may_change(d: Decision) -> bool:
+    """Whether the cross reader's P, not yet read, could turn this decision: it vouches for a
+    question only the cosine refuses, and it can make an answer "not stated". Every other refusal
+    stands without reading (a reading costs 0.1-0.9 s)."""
+    return d.action == ANSWER or d.reason == "dense"
 
 
 def missing_identifiers(identifiers: Sequence[str], held: Sequence[set[str]]) -> list[str]:

@@ -1,5 +1,7 @@
 """Refusal decisions (rag/refusal.py) and front-matter questions (rag/metadata.py): hand-made cases."""
 
+import dataclasses
+
 import pytest
 
 from rag import metadata, refusal
@@ -309,3 +311,15 @@ def test_evidence_as_dict_keeps_the_older_keys():
     d = ev(absent_names=("X",), missing_count="名").as_dict()
     assert d == {"dense": 0.86, "coverage": 0.5, "absent_names": ["X"], "missing_count": "名", "answer_score": 0.4,
                  "reader_p": 0.5, "answer_p": 0.5}
+
+
+def test_the_reader_is_consulted_only_where_it_can_change_the_decision():
+    # every decision a missing reader_p gives either stands or is one the reader's P can turn
+    for evidence in [ev(reader_p=None, **kw) for kw in ({}, {"dense": 0.82}, {"coverage": 0.1},
+                                                        {"absent_names": ("X",)}, {"missing_count": "名"})]:
+        first = refusal.decide(evidence, T, False)
+        for p in (0.0, 0.5, 1.0):
+            final = refusal.decide(dataclasses.replace(evidence, reader_p=p), T, False)
+            assert final == first or refusal.reader_may_change(first), (evidence, p)
+    assert not refusal.reader_may_change(refusal.Decision("off_archive", "coverage"))
+    assert refusal.reader_may_change(refusal.Decision("off_archive", "dense"))
