@@ -19,20 +19,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from pathlib import Path
 
 import numpy as np
 
+from rag.text import has_cjk
+
 FEATURES = ["bias", "dense", "coverage_cjk", "cjk", "reader_p", "answer_score", "absent_names",
             "missing_identifiers", "missing_count", "missing_focus"]
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff]")
 
 
 def features(record: dict) -> list[float]:
     """One question's evidence as numbers (missing scores as 0)."""
     ev = record.get("evidence") or {}
-    cjk = 1.0 if _CJK.search(record.get("standalone_question") or record["question"]) else 0.0
+    cjk = 1.0 if has_cjk(record.get("standalone_question") or record["question"]) else 0.0
     return [1.0, float(ev.get("dense") or 0.0), float(ev.get("coverage") or 0.0) * cjk, cjk,
             float(ev.get("reader_p") or 0.0), float(ev.get("answer_score") or 0.0),
             float(bool(ev.get("absent_names"))), float(bool(ev.get("missing_identifiers"))),

@@ -322,8 +322,6 @@ class Assistant:
             ev = dataclasses.replace(ev, reader_p=None if p is None else round(p, 4))
             decision = refusal.decide(ev, self.thresholds(), chat=False)
         draft.evidence = ev.as_dict()
-        if decision.reason:
-            draft.evidence["reason"] = decision.reason
         if decision.action != refusal.ANSWER:
             yield from self._refuse(draft, english, decision)
         elif self.client is None:
@@ -369,6 +367,7 @@ class Assistant:
 
     def _refuse(self, draft: "_Draft", english: bool, decision: refusal.Decision) -> Iterator[tuple[str, object]]:
         kind = decision.action
+        draft.evidence["reason"] = decision.reason
         text = self.prompts.lang("refusal" if kind == refusal.OFF_ARCHIVE else "not_stated", english)
 
         def quoted(items: Sequence[str]) -> str:
@@ -457,7 +456,6 @@ class Assistant:
             error = str(exc)
         tail = held + r.flush()
         if error is None and not parts and refusal.is_marker_reply(tail):
-            draft.evidence["reason"] = "marker"
             yield from self._refuse(draft, english, refusal.Decision(refusal.NOT_STATED, "marker"))
             return
         if tail:

@@ -7,9 +7,11 @@
 - "not_stated": the archive covers the topic but not the asked fact. With a chat endpoint the
   model replies with `MARKER`; without one, the question names an identifier (a version, a CVE
   id) that none of the sources holds, it asks how many (何名) and no source states a count of
-  that kind, or the extractive answerer's best per-sentence answer score is below a threshold.
-  Any answerer that scores sentences (the overlap scorer of `extractive.overlap_answer`, or a
-  learned sentence ranker) plugs in through `no_answer`.
+  that kind, the best per-sentence overlap score is below a threshold, or the cross reader is
+  unsure of its best sentence.
+
+The evidence for both is gathered once per question (`Evidence`) and `decide` turns it into the
+decision; every cut-off it reads is a setting (`Thresholds`).
 """
 
 from __future__ import annotations
@@ -36,11 +38,11 @@ class Evidence:
     `dense`: best cosine of the top three passages; `coverage`: idf-weighted share of the question's
     terms they hold; `cjk_question` / `cjk_sources`: the question / the top passages have kana or
     kanji (coverage counts for Japanese questions only: a cross-lingual question shares few terms
-    with the posts, and its cosines sit lower, `Thresholds.crosslingual_offset`). The rest are read without a chat
-    endpoint only (the model decides there): names and quotes no post holds, identifiers and the
-    how-many counter no source states, the focus noun no post uses, the best overlap score of a
-    sentence window and the cross reader's P(the best sentence answers), read only where it can
-    change the decision (`reader_may_change`)."""
+    with the posts, and its cosines sit lower, `Thresholds.crosslingual_offset`). The rest are read
+    without a chat endpoint only (the model decides there): names and quotes no post holds,
+    identifiers and the how-many counter no source states, the focus noun no post uses, the best
+    overlap score of a sentence window and the cross reader's P(the best sentence answers), read
+    only where it can change the decision (`reader_may_change`)."""
 
     n_passages: int
     dense: float | None

@@ -224,7 +224,7 @@ class Retriever:
 
     def quote_absent(self, quote: str) -> bool:
         """A quoted phrase no chunk holds most of (`quote_share` at or below
-        `refusal_quote_share`); verbatim when the index keeps no bigrams to tell."""
+        `refusal_quote_share`); looked up verbatim when it has no share (`archive_lacks`)."""
         share = self.quote_share(quote)
         if share is None:
             return self.archive_lacks(quote)
@@ -235,10 +235,9 @@ class Retriever:
         kanji are looked up in the character-bigram postings (one chunk must hold all of the word's
         bigrams), Latin words piece by piece in the vocabulary; False when the index cannot tell (a
         keyword tokenizer that keeps no bigrams, a word of one kana or kanji)."""
-        name = self.reader.info.get("keyword_tokenizer", self.settings.keyword_tokenizer)
-        if name not in ("bigram", "fugashi+bigram"):
+        prefix = self._bigram_prefix()
+        if prefix is None:
             return False
-        prefix = "\u0001" if name == "fugashi+bigram" else ""
         bm25 = self.reader.bm25
         tokens = bigram_tokens(word)   # the index's own bigrams; a lone kana/kanji is no bigram
         # not across a ・: a post may write the name ルイス＝クラーク or ルイス クラーク
@@ -254,13 +253,20 @@ class Retriever:
         """How much of a quoted phrase one chunk holds: the largest fraction of its content bigrams
         (`text.content_bigrams`: kanji, katakana and Latin words, not particles) found in a single
         chunk. Readers quote loosely, so a paraphrase scores high without matching verbatim. None
-        when the index keeps no bigrams."""
+        when the index keeps no bigrams or the quote has no content bigrams (all hiragana)."""
+        prefix = self._bigram_prefix()
+        grams = content_bigrams(quote)
+        if prefix is None or not grams:
+            return None
+        return self.reader.bm25.best_row_share(prefix + g for g in grams)
+
+    def _bigram_prefix(self) -> str | None:
+        """How the index marks its character bigrams ("\\u0001" beside fugashi words, "" alone), or
+        None when its keyword tokenizer keeps none (the name lookups cannot tell then)."""
         name = self.reader.info.get("keyword_tokenizer", self.settings.keyword_tokenizer)
         if name not in ("bigram", "fugashi+bigram"):
             return None
-        prefix = "\u0001" if name == "fugashi+bigram" else ""
-        grams = content_bigrams(quote)
-        return self.reader.bm25.best_row_share(prefix + g for g in grams) if grams else None
+        return "\u0001" if name == "fugashi+bigram" else ""
 
     @property
     def max_idf(self) -> float:

@@ -59,6 +59,7 @@ def test_marker_reply_becomes_a_not_stated_refusal_with_sources(chat, llm_server
     assert ans.mode == "refused" and ans.refusal == "not_stated"
     assert "NO_ANSWER" not in streamed and streamed == ans.answer == Prompts().get("not_stated.ja")
     assert ans.sources and ans.sources[0]["post_id"] == POSTGRES
+    assert ans.evidence["reason"] == "marker"
 
 
 def test_an_answer_starting_like_the_marker_is_still_shown(chat, llm_server):
