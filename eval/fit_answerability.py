@@ -26,7 +26,7 @@ import numpy as np
 from rag.text import has_cjk
 
 FEATURES = ["bias", "dense", "coverage_cjk", "cjk", "reader_p", "answer_score", "absent_names",
-            "missing_identifiers", "missing_count", "missing_focus"]
+            "missing_identifiers", "missing_count", "missing_focus", "missing_value"]
 
 
 def features(record: dict) -> list[float]:
@@ -36,7 +36,8 @@ def features(record: dict) -> list[float]:
     return [1.0, float(ev.get("dense") or 0.0), float(ev.get("coverage") or 0.0) * cjk, cjk,
             float(ev.get("reader_p") or 0.0), float(ev.get("answer_score") or 0.0),
             float(bool(ev.get("absent_names"))), float(bool(ev.get("missing_identifiers"))),
-            float(bool(ev.get("missing_count"))), float(bool(ev.get("missing_focus")))]
+            float(bool(ev.get("missing_count"))), float(bool(ev.get("missing_focus"))),
+            float(bool(ev.get("missing_value")))]
 
 
 def load(directory: str) -> list[dict]:

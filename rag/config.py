@@ -137,9 +137,16 @@ class Settings:
     # is refused as not stated when the best sentence's P(answers) is below this (0 = never). Chosen
     # on the JaQuAD dev questions outside the evaluation set (docs/refusal.md).
     refusal_focus_p: float = 0.25
-    # A phrase a question quotes (「…」) counts as in the archive when one chunk holds more than this
-    # share of its content bigrams: readers quote loosely, so "most of it", not verbatim. Proper
-    # names (unidic 固有名詞, dotted katakana, GraphQL) must still appear as written.
+    # Without an endpoint, a question that asks for a number, a version or a date (「何倍」,
+    # 「いくら」, "how many", 「どのバージョン」, 「いつ」) is refused as not stated when none of the
+    # sentences the answer quotes holds one (extractive.missing_value) and the best sentence's
+    # P(answers) is below this (0 = never): the reader found the topic, not the fact. The same
+    # "unsure reader" bar as refusal_focus_p, not fitted to a set (docs/benchmarks.md, "Asked values").
+    refusal_value_p: float = 0.25
+    # A title or term a question quotes (「…」) counts as in the archive when one chunk holds more than
+    # this share of its content bigrams: readers quote loosely, so "most of it", not verbatim. Proper
+    # names (unidic 固有名詞, dotted katakana, GraphQL) must still appear as written; a quoted clause
+    # (question.is_clause) never refuses (docs/refusal.md).
     refusal_quote_share: float = 0.5
     # With a chat endpoint the gate stops only what is clearly off the archive (at most 1% of
     # answerable questions on each set); the model replies with a marker when the sources do not

@@ -277,7 +277,23 @@ def summarize(records: list[dict], k: int, retrieval_only: bool) -> dict:
         }
         out["refusals_by_reason"] = refusals_by_reason(records)
         out["by_language"] = by_language(records)
+        out["outcomes"] = outcomes(records)
     return out
+
+
+def outcomes(records: Sequence[dict]) -> dict:
+    """Counts of what each question got: an answerable one a right answer (it holds a gold answer),
+    a wrong one or a refusal; an unanswerable one a refusal or an answer. The refusal rates alone
+    cannot tell a refused right answer from a refused wrong one; a reader is misled only by
+    `wrong_answers` (answerable answered wrongly plus unanswerable answered)."""
+    answerable = [r for r in records if r["answerable"]]
+    unanswerable = [r for r in records if not r["answerable"]]
+    right = sum(1 for r in answerable if not r.get("refused") and r.get("contains_gold"))
+    refused = sum(1 for r in answerable if r.get("refused"))
+    answered_unanswerable = sum(1 for r in unanswerable if not r.get("refused"))
+    return {"answerable": {"right": right, "wrong": len(answerable) - right - refused, "refused": refused},
+            "unanswerable": {"refused": len(unanswerable) - answered_unanswerable, "answered": answered_unanswerable},
+            "wrong_answers": len(answerable) - right - refused + answered_unanswerable}
 
 
 def report_markdown(report: dict, title: str = "Evaluation report") -> str:
@@ -298,6 +314,12 @@ def report_markdown(report: dict, title: str = "Evaluation report") -> str:
         lines += [f"| {k} | {v['total']} | {v['answerable']} | {v['unanswerable']} |" for k, v in reasons.items()]
         if not reasons:
             lines.append("| (none refused) | 0 | 0 | 0 |")
+    oc = report.get("outcomes")
+    if oc:
+        a, u = oc["answerable"], oc["unanswerable"]
+        lines += ["", f"Outcomes: answerable {a['right']} right, {a['wrong']} wrong, {a['refused']} refused; "
+                      f"unanswerable {u['refused']} refused, {u['answered']} answered; "
+                      f"wrong answers {oc['wrong_answers']}."]
     langs = report.get("by_language")
     if langs:
         def cell(v):

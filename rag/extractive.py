@@ -25,12 +25,12 @@ import re
 import unicodedata
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
 from .metadata import is_header
-from .text import bigram_tokens, defuse_markers, fenced_lines, normalize, split_sentences, unescape_markdown
+from .text import bigram_tokens, defuse_markers, fenced_lines, has_cjk, normalize, split_sentences, unescape_markdown
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "reader.json"
 MAX_PASSAGES = 3
@@ -43,7 +43,7 @@ _QTYPE_RES: dict[str, re.Pattern] = {
     "when": re.compile(r"いつ|何年|何月|何日|何時|何曜|日付|日時|年代|何世紀|\bwhen\b|what (year|date|day|time)", re.I),
     "number": re.compile(r"いくつ|いくら|何人|何個|何回|何倍|何度|何%|何パーセント|何割|何歳|何円|何キロ|何メートル|何セン"
                          r"チ|何ミリ|何秒|何分|何件|何本|何台|何社|何種|何位|何点|何票|何番|何号|どれくらい|どれほど|どのくら"
-                         r"い|どの程度|何桁|数は|数を|規模|how (many|much|long|old|far|fast)", re.I),
+                         r"い|どの程度|何桁|(?<![関変引定乱整小実複係因指対級偶奇素])数[はを]|規模|how (many|much|long|old|far|fast)", re.I),
     "who": re.compile(r"誰|だれ|どなた|何者|人物|\bwho(m|se)?\b", re.I),
     "where": re.compile(r"どこ|何処|どちら|場所|\bwhere\b", re.I),
     "reason": re.compile(r"なぜ|何故|どうして|理由|どのように|どうやって|どんな方法|\bwhy\b|\bhow\b", re.I),
@@ -72,13 +72,27 @@ def question_focus(question: str) -> str:
     return q[start:]
 
 
+_QTYPES_SPECIFIC = ("version", "when", "number", "who", "where", "reason")
+_OTHER_WH = re.compile(r"\b(?:what|which|how|who|whom|whose|where|why)\b", re.I)
+
+
 def question_type(question: str) -> str:
-    """The kind of answer the question asks for; "" when none of the cues is present."""
+    """The kind of answer the question asks for; "" when none of the cues is present. In Japanese
+    the fixed order decides (the question word ends the sentence: 「…を書いたのは誰ですか」); in
+    English the first cue does ("How many modules … when …" asks how many), and a "when" beside
+    another question word is a conjunction ("Which option do you add when …", "When X was
+    re-examined, how …"). "term" (何の, どの, which) only when no other cue is present
+    (どのバージョン, which version: a version)."""
     q = unicodedata.normalize("NFKC", question)
-    for t in ("version", "when", "number", "who", "where", "reason", "term"):
-        if _QTYPE_RES[t].search(q):
-            return t
-    return ""
+    found = {t: m for t in _QTYPES_SPECIFIC if (m := _QTYPE_RES[t].search(q))}
+    if found and has_cjk(q):
+        return next(t for t in _QTYPES_SPECIFIC if t in found)
+    when = found.get("when")
+    if when and any(not when.start() <= m.start() < when.end() for m in _OTHER_WH.finditer(q)):
+        del found["when"]   # "When X was re-examined, how …?", "Which option … when signing?"
+    if found:
+        return min(found, key=lambda t: (found[t].start(), _QTYPES_SPECIFIC.index(t)))
+    return "term" if _QTYPE_RES["term"].search(q) else ""
 
 
 def model_type(qtype: str) -> str:
@@ -355,6 +369,21 @@ def candidates(sources: Sequence, max_passages: int = MAX_PASSAGES) -> list[Cand
 # ------------------------------------------------------------------ features
 
 _DATE_RE = _SPAN_RES["when"]
+
+# The shape of the value a number, version or date question asks for, looser than the spans' (a
+# post may write 三つ, 1万, $0.01, v2 or 2017 年 3 月末): only whether a quoted sentence holds one is
+# asked of it.
+_VALUE_RES = {
+    "number": re.compile(r"\d[\d,.]*|[一二三四五六七八九十百千万億兆数半]+\s*(?:つ|人|名|個|回|倍|度|割|歳|円|件|本|台|社|種|位|点|"
+                         r"票|番|号|年|か月|ヶ月|日|週|時間|分|秒|枚|冊|行|桁|%)|"
+                         r"\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|dozens?|hundreds?|"
+                         r"thousands?|millions?|billions?)\b", re.I),
+    "version": re.compile(r"\d+(?:\.\d+)+|\bv\d+\b", re.I),
+    "when": re.compile(r"\d{1,4}\s*(?:年|月|日|時|世紀)|\d{4}[-/.]\d{1,2}|\b(?:1[5-9]|20)\d\d\b|"
+                       r"\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?\s+\d|"
+                       r"明治|大正|昭和|平成|令和|[昨今去来]年|[先今来]月|[先今来]週|昨日|今日|明日|[元正]日|"
+                       r"[一二三四五六七八九十]+\s*(?:年|月|日)|(?:上|中|下)旬|(?:年|月)末|[\u3400-\u9fff]{1,4}時代", re.I),
+}
 _DIGIT_RE = re.compile(r"\d")
 _VERSION_RE = re.compile(r"\d+\.\d+")
 _KATA_RE = re.compile(r"[\u30a0-\u30ff]{2,}")
@@ -668,34 +697,74 @@ def extractive_answer(question: str, sources: Sequence, idf: Callable[[str], flo
     return read(question, sources, idf, reader, max_chars, max_passages)[0]
 
 
+class Reading(NamedTuple):
+    """What one reading gives: the answer text, the best sentence's score (None without
+    sentences), and the kind of value asked for (number, version, when) that none of the sentences the
+    answer quotes holds (`missing_value`), else None."""
+
+    text: str
+    p: float | None
+    missing_value: str | None = None
+
+
 def read(question: str, sources: Sequence, idf: Callable[[str], float] | None = None,
          reader: Reader | None = None, max_chars: int = 320, max_passages: int = MAX_PASSAGES,
-         asked: str | None = None) -> tuple[str, float | None]:
-    """`extractive_answer`'s text and the best sentence's score (None without sentences).
+         asked: str | None = None) -> Reading:
+    """`extractive_answer`'s text, the best sentence's score and the value it lacks (`Reading`).
 
     asked: the follow-up as typed where `question` is the rule's rewrite (the previous question
     prepended): the cross reader reads that one, or it answers the previous question again."""
     ranked = rank_sentences(question, sources, idf, reader, max_passages, asked)
-    return answer_from_ranked(question, ranked, reader, max_chars), (ranked[0][2] if ranked else None)
+    quoted = [s for _, s in quoted_sentences(ranked, max_chars)]
+    return Reading(answer_from_ranked(question, ranked, reader, max_chars), ranked[0][2] if ranked else None,
+                   missing_value(asked or question, quoted) if ranked else None)
+
+
+def missing_value(question: str, sentences: Sequence[str]) -> str | None:
+    """The kind of value the question asks for (「何倍」, "how many": number; 「どのバージョン」:
+    version; 「いつ」, 「何月何日」: when) when none of `sentences` holds one that the question does not
+    already name (「Go 1.22 の…」 names 1.22; a sentence repeating it states nothing new); None for
+    other questions.
+
+    A sentence about the topic without any number cannot answer 「いくら課金しますか」: the reader
+    found the topic, not the fact."""
+    kind = question_type(question)
+    rx = _VALUE_RES.get(kind)
+    if rx is None:
+        return None
+    named = {_norm(m.group()) for m in rx.finditer(unicodedata.normalize("NFKC", question))}
+    for s in sentences:
+        if any(_norm(m.group()) not in named for m in rx.finditer(unicodedata.normalize("NFKC", s))):
+            return None
+    return kind
 
 
 def answer_from_ranked(question: str, ranked: Sequence[tuple[int, str, float]], reader: Reader | None = None,
                        max_chars: int = 320) -> str:
     """The answer text from `rank_sentences`' output (for callers that keep the ranking too)."""
-    if not ranked:
+    quoted = quoted_sentences(ranked, max_chars)
+    if not quoted:
         return ""
-    n, best, best_score = ranked[0]
+    n, best = quoted[0]
     lead = _cite(best, n)
     span = answer_span(question, best, reader)
     if span and span[1] >= reader.span_threshold and _norm(span[0]) != _norm(best):
         lead = f"{_defuse(span[0])}[{n}]：{lead}"
-    lines, used = [lead], len(best)
-    for n2, s, score in ranked[1:3]:
-        if used + len(s) > max_chars or score < 0.5 * best_score:
+    return "\n".join([lead] + [_cite(s, n2) for n2, s in quoted[1:]])
+
+
+def quoted_sentences(ranked: Sequence[tuple[int, str, float]], max_chars: int = 320) -> list[tuple[int, str]]:
+    """(source_n, sentence) the answer quotes: the best, then the next two while room is left and
+    they score at least half as well."""
+    if not ranked:
+        return []
+    out, used = [ranked[0][:2]], len(ranked[0][1])
+    for n, s, score in ranked[1:3]:
+        if used + len(s) > max_chars or score < 0.5 * ranked[0][2]:
             break
-        lines.append(_cite(s, n2))
+        out.append((n, s))
         used += len(s)
-    return "\n".join(lines)
+    return out
 
 
 def overlap_answer(question: str, sources: Sequence, retriever=None, max_sentences: int = 2,

@@ -160,14 +160,16 @@ def number_sources(hits: Sequence[Hit], cited_order: Sequence[int]) -> list[dict
 
 def retrieval_evidence(retriever: Retriever, question: str, hits: Sequence[Hit]) -> refusal.Evidence:
     """The evidence retrieval gives: best dense cosine and idf-weighted coverage of the question's
-    terms by the top three hits, and the names and quotes no post holds.
+    terms by the top three hits, the names and quoted titles no post holds, and the quoted
+    clauses no chunk holds most of.
 
     Dense cosines bunch together (off-topic ~0.82, on-topic ~0.86 for e5), so coverage of the
     question's content terms by the top passages carries much of the signal."""
     dense, coverage = _coverage(retriever, question, hits)
     return refusal.Evidence(n_passages=len(hits), dense=dense, coverage=coverage, cjk_question=has_cjk(question),
                             cjk_sources=any(has_cjk(h.text) for h in hits[:3]) if hits else True,
-                            absent_names=tuple(retriever.absent_names(question)))
+                            absent_names=tuple(retriever.absent_names(question)),
+                            unheld_clauses=tuple(retriever.unheld_clauses(question)))
 
 
 def _coverage(retriever: Retriever, question: str, hits: Sequence[Hit]) -> tuple[float | None, float]:
@@ -235,13 +237,14 @@ class Assistant:
     def extractive(self, question: str, hits: Sequence[Hit]) -> str:
         return self.read(question, hits)[0]
 
-    def read(self, question: str, hits: Sequence[Hit], asked: str | None = None) -> tuple[str, float | None]:
-        """The extractive answer and, with the cross reader, P(its lead sentence answers)."""
+    def read(self, question: str, hits: Sequence[Hit], asked: str | None = None) -> extractive.Reading:
+        """The extractive answer and, with the cross reader, P(its lead sentence answers) and the
+        asked value its sentences lack (`extractive.Reading`)."""
         reader = self.reader
         if reader is None:
-            return extractive.overlap_answer(question, hits, self.retriever), None
-        text, best = extractive.read(question, hits, extractive.index_idf(self.retriever), reader, asked=asked)
-        return text, (best if reader.cross is not None else None)
+            return extractive.Reading(extractive.overlap_answer(question, hits, self.retriever), None)
+        r = extractive.read(question, hits, extractive.index_idf(self.retriever), reader, asked=asked)
+        return r if reader.cross is not None else extractive.Reading(r.text, None)
 
     def min_answer_p(self) -> float:
         """P(answers) the best sentence needs, else "not stated" (0 without the cross reader)."""
@@ -318,8 +321,9 @@ class Assistant:
             ev = self.answer_evidence(draft, ev)
         decision = refusal.decide(ev, self.thresholds(), chat=self.client is not None)
         if self.client is None and hits and refusal.reader_may_change(decision):
-            _, p = self.extractive_read(draft)   # read once; the answer reuses it
-            ev = dataclasses.replace(ev, reader_p=None if p is None else round(p, 4))
+            reading = self.extractive_read(draft)   # read once; the answer reuses it
+            ev = dataclasses.replace(ev, reader_p=None if reading.p is None else round(reading.p, 4),
+                                     missing_value=reading.missing_value)
             decision = refusal.decide(ev, self.thresholds(), chat=False)
         draft.evidence = ev.as_dict()
         if decision.action != refusal.ANSWER:
@@ -334,7 +338,7 @@ class Assistant:
         return refusal.Thresholds(
             min_dense=s.refusal_min_dense, min_coverage=s.refusal_min_coverage, gate_min_dense=s.gate_min_dense,
             gate_min_coverage=s.gate_min_coverage, reader_p=s.refusal_reader_p, min_answer_p=self.min_answer_p(),
-            focus_p=s.refusal_focus_p, answer_min_score=s.answer_min_score,
+            focus_p=s.refusal_focus_p, value_p=s.refusal_value_p, answer_min_score=s.answer_min_score,
             crosslingual_offset=s.crosslingual_dense_offset)
 
     def answer_evidence(self, draft: "_Draft", ev: refusal.Evidence) -> refusal.Evidence:
@@ -378,6 +382,7 @@ class Assistant:
                "missing_identifiers": lambda m: self.prompts.lang("missing_identifiers", english).format(ids=quoted(m)),
                "missing_count": lambda m: self.prompts.lang("missing_count", english).format(counter=m[0]),
                "missing_focus": lambda m: self.prompts.lang("missing_focus", english).format(focus=m[0]),
+               "missing_value": lambda m: self.prompts.lang("missing_value_" + m[0], english),
                }.get(decision.reason)
         if why is not None:
             text = why(decision.missing).strip() + "\n" + text
@@ -394,16 +399,17 @@ class Assistant:
     def extractive_body(self, draft: "_Draft") -> str:
         return self.extractive_read(draft)[0]
 
-    def extractive_read(self, draft: "_Draft") -> tuple[str, float | None]:
+    def extractive_read(self, draft: "_Draft") -> extractive.Reading:
         """The extractive answer read from the retrieved chunks (the passages the reader was trained
         on: an assembled source starts with its post's intro, which the reader would lead with), its
-        `[n]` pointing at the assembled sources that hold those chunks; and its answer probability.
+        `[n]` pointing at the assembled sources that hold those chunks; its answer probability and
+        the asked value it lacks.
         Read once per draft (the off-archive gate may have asked already)."""
         if draft.read is None:
             draft.read = self._read_draft(draft)
         return draft.read
 
-    def _read_draft(self, draft: "_Draft") -> tuple[str, float | None]:
+    def _read_draft(self, draft: "_Draft") -> extractive.Reading:
         where: dict[str, int] = {}
         for j, src in enumerate(draft.hits, 1):
             for cid in getattr(src, "chunk_ids", None) or [src.chunk_id]:
@@ -419,12 +425,13 @@ class Assistant:
         asked = draft.question if self.client is None and draft.standalone != draft.question else None
         if not raw:
             return self.read(draft.standalone, draft.hits, asked)
-        body, p = self.read(draft.standalone, raw, asked)
+        reading = self.read(draft.standalone, raw, asked)
         to_source = {i: where[h.chunk_id] for i, h in enumerate(raw, 1)}
-        return re.sub(r"\[(\d+)\]", lambda m: f"[{to_source.get(int(m.group(1)), int(m.group(1)))}]", body), p
+        body = re.sub(r"\[(\d+)\]", lambda m: f"[{to_source.get(int(m.group(1)), int(m.group(1)))}]", reading.text)
+        return reading._replace(text=body)
 
     def _extract(self, draft: "_Draft", english: bool) -> Iterator[tuple[str, object]]:
-        body, _ = self.extractive_read(draft)
+        body = self.extractive_read(draft).text
         r = Renumberer(len(draft.hits))
         body = r.feed(body) + r.flush()
         text = self.prompts.lang("extractive", english)
@@ -544,7 +551,7 @@ class _Draft:
     t0: float
     t_retrieved: float
     retrieved: Sequence[Hit] = ()   # the chunks as retrieved, before assembly into `hits`
-    read: tuple[str, float | None] | None = None   # the extractive answer and its P, once read
+    read: "extractive.Reading | None" = None   # the extractive answer, its P and lacking value, once read
 
     @cached_property
     def identifiers(self) -> tuple[list[str], list[set[str]]]:

@@ -35,6 +35,14 @@ def quoted_phrases(text: str) -> list[str]:
     return [q.strip() for q in _QUOTED.findall(text) if q.strip()]
 
 
+def is_clause(phrase: str) -> bool:
+    """A quoted phrase that says something (a verb or adjective, by unidic: 「iota をカウンタだと思い込んで
+    いた」) is a reader's restatement of what a post says; one that does not (「少女歌劇」, 「ネフェルティティの
+    胸像」) is a title or a term the posts would write as quoted."""
+    return any(w.feature.pos1 in ("動詞", "形容詞") or w.feature.pos2 == "形容詞的"
+               for w in fugashi_tagger()(fold(phrase)))
+
+
 def question_names(text: str) -> list[str]:
     """Names a question uses, in order: proper nouns written in kana or kanji (unidic 固有名詞, two
     characters or more), and, in a question written in Japanese, dotted katakana names

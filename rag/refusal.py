@@ -8,7 +8,8 @@
   model replies with `MARKER`; without one, the question names an identifier (a version, a CVE
   id) that none of the sources holds, it asks how many (何名) and no source states a count of
   that kind, the best per-sentence overlap score is below a threshold, or the cross reader is
-  unsure of its best sentence.
+  unsure of its best sentence (more so when the question asks for a number, version or date that none
+  of the sentences it would quote holds, or of a noun no post uses).
 
 The evidence for both is gathered once per question (`Evidence`) and `decide` turns it into the
 decision; every cut-off it reads is a setting (`Thresholds`).
@@ -38,11 +39,14 @@ class Evidence:
     `dense`: best cosine of the top three passages; `coverage`: idf-weighted share of the question's
     terms they hold; `cjk_question` / `cjk_sources`: the question / the top passages have kana or
     kanji (coverage counts for Japanese questions only: a cross-lingual question shares few terms
-    with the posts, and its cosines sit lower, `Thresholds.crosslingual_offset`). The rest are read
-    without a chat endpoint only (the model decides there): names and quotes no post holds,
-    identifiers and the how-many counter no source states, the focus noun no post uses, the best
-    overlap score of a sentence window and the cross reader's P(the best sentence answers), read
-    only where it can change the decision (`reader_may_change`)."""
+    with the posts, and its cosines sit lower, `Thresholds.crosslingual_offset`); `absent_names`:
+    names and quoted titles no post holds; `unheld_clauses`: quoted clauses no chunk holds most of
+    (recorded, not refused on). The rest are read without a chat endpoint only (the model decides
+    there): identifiers and the how-many counter no source states, the focus noun no post uses, the
+    best overlap score of a sentence window, and, from one reading, the cross reader's P(the best
+    sentence answers) and the number, version or date asked for that none of the sentences the
+    answer quotes holds (`missing_value`), read only where it can change the decision
+    (`reader_may_change`)."""
 
     n_passages: int
     dense: float | None
@@ -50,9 +54,11 @@ class Evidence:
     cjk_question: bool
     cjk_sources: bool = True
     absent_names: tuple[str, ...] = ()
+    unheld_clauses: tuple[str, ...] = ()
     missing_identifiers: tuple[str, ...] = ()
     missing_count: str | None = None
     missing_focus: str | None = None
+    missing_value: str | None = None
     answer_score: float | None = None
     reader_p: float | None = None
 
@@ -60,10 +66,10 @@ class Evidence:
         """The `evidence` of an answer's JSON: dense and coverage always, the rest when known
         (`answer_p` repeats `reader_p`, its older name)."""
         out: dict = {"dense": self.dense, "coverage": self.coverage}
-        for key in ("absent_names", "missing_identifiers"):
+        for key in ("absent_names", "unheld_clauses", "missing_identifiers"):
             if getattr(self, key):
                 out[key] = list(getattr(self, key))
-        for key in ("missing_count", "missing_focus", "answer_score", "reader_p"):
+        for key in ("missing_count", "missing_focus", "missing_value", "answer_score", "reader_p"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         if self.reader_p is not None:
@@ -84,6 +90,7 @@ class Thresholds:
     focus_p: float         # below it, a focus noun no post uses means not stated
     answer_min_score: float
     crosslingual_offset: float = 0.0   # how much lower a cross-lingual question's cosine sits
+    value_p: float = 0.0   # below it, an asked number, version or date no quoted sentence holds means not stated
 
 
 @dataclass(frozen=True)
@@ -128,6 +135,8 @@ def decide(ev: Evidence, t: Thresholds, chat: bool) -> Decision:
             return Decision(NOT_STATED, "reader_p")
         if ev.missing_focus and ev.reader_p < t.focus_p:
             return Decision(NOT_STATED, "missing_focus", (ev.missing_focus,))
+        if ev.missing_value and ev.reader_p < t.value_p:
+            return Decision(NOT_STATED, "missing_value", (ev.missing_value,))
     return Decision(ANSWER)
 
 

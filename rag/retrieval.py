@@ -21,7 +21,7 @@ from .config import Settings
 from .embedding import Embedder
 from .index import UnusableIndex, IndexReader, search_vectors
 from .keyword import ALNUM, get_tokenizer
-from .question import question_names, quoted_phrases
+from .question import is_clause, question_names, quoted_phrases
 from .text import CJK_RE, bigram_tokens, char_ngrams, content_bigrams, fold, is_english
 
 MODES = ("hybrid", "dense", "keyword")
@@ -212,15 +212,26 @@ class Retriever:
 
     def absent_names(self, question: str) -> list[str]:
         """The names the question uses (`question.question_names`) that no post of the archive
-        contains in its title, text, author, tags or categories, then the phrases it quotes that no
-        chunk holds most of (`quote_absent`): an archive that never names 楳茂都陸平 or GraphQL
-        cannot answer a question about them, however close its passages score."""
+        contains in its title, text, author, tags or categories, then the titles and terms it quotes
+        that no chunk holds most of (`quote_absent`): an archive that never names 楳茂都陸平 or
+        GraphQL cannot answer a question about them, however close its passages score. A quoted
+        clause is not one of them (`unheld_clauses`)."""
         names = question_names(question)
         absent = [noun for noun in names if self.archive_lacks(noun)]
-        if not CJK_RE.search(question):   # an English question's quote is English; the posts are not
-            return absent
         seen = {fold(n) for n in names}
-        return absent + [q for q in quoted_phrases(question) if fold(q) not in seen and self.quote_absent(q)]
+        return absent + [q for q in self._checked_quotes(question) if fold(q) not in seen and not is_clause(q)
+                         and self.quote_absent(q)]
+
+    def unheld_clauses(self, question: str) -> list[str]:
+        """The clauses the question quotes (`question.is_clause`) that no chunk holds most of. Evidence,
+        not a refusal: a reader's restatement of a post keeps a quarter to a half of its bigrams, no
+        more than a restatement of what no post says (docs/benchmarks.md, "Quoted clauses")."""
+        return [q for q in self._checked_quotes(question) if is_clause(q) and self.quote_absent(q)]
+
+    @staticmethod
+    def _checked_quotes(question: str) -> list[str]:
+        # an English question's quote is English; the posts are not
+        return quoted_phrases(question) if CJK_RE.search(question) else []
 
     def quote_absent(self, quote: str) -> bool:
         """A quoted phrase no chunk holds most of (`quote_share` at or below

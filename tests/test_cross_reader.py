@@ -83,10 +83,10 @@ def test_model_file_absent_broken_and_off(tmp_path, bundled):
 
 
 def test_bundled_model_leads_with_the_answer_and_scores_a_missing_fact_low(bundled):
-    text, p = ex.read(PG_Q, PG_SOURCES, None, bundled)
+    text, p, _ = ex.read(PG_Q, PG_SOURCES, None, bundled)
     assert "85ms" in text.split("\n")[0].replace(" ", "") and p >= bundled.cross.refuse_below
     for q in MISSING_QS:
-        _, p_missing = ex.read(q, PG_SOURCES, None, bundled)
+        p_missing = ex.read(q, PG_SOURCES, None, bundled).p
         assert p_missing < bundled.cross.refuse_below, q
 
 
@@ -171,5 +171,5 @@ def test_training_script_fits_a_loadable_cross_reader(tmp_path):
     r = ex.load_reader(None, str(out))
     assert r.cross is not None and r.cross.meta["script"] == "eval/train_cross_reader.py"
     assert r.cross.top == 8 and set(r.cross.weights) >= {"l11.qkv.A", "l11.fo.B", "head.w", "head.b"}
-    text, p = ex.read("第3号機が完成したのはいつ?", ["第3号機の開発は順調だった。第3号機は2003年4月に完成した。"], None, r)
+    text, p, _ = ex.read("第3号機が完成したのはいつ?", ["第3号機の開発は順調だった。第3号機は2003年4月に完成した。"], None, r)
     assert text and 0.0 <= p <= 1.0

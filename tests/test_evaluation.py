@@ -124,6 +124,17 @@ def test_by_language_hand_computed():
                            "first_sentence_contains_gold": 1.0}}
 
 
+def test_outcomes_hand_counted():
+    from rag.evaluation import outcomes
+
+    assert outcomes(RECORDS) == {"answerable": {"right": 2, "wrong": 0, "refused": 1},
+                                 "unanswerable": {"refused": 2, "answered": 0}, "wrong_answers": 0}
+    more = RECORDS + [_rec("Go 1.22 の乱数は何倍速い？", True, False, fs=False, gold=False),   # answered wrongly
+                      _rec("Typst 0.13 は何月何日？", False, False)]                          # answered, unanswerable
+    assert outcomes(more) == {"answerable": {"right": 2, "wrong": 1, "refused": 1},
+                              "unanswerable": {"refused": 2, "answered": 1}, "wrong_answers": 2}
+
+
 def test_summary_report_and_compare_carry_the_new_keys():
     from rag.evaluation import compare_reports, flatten, report_markdown, summarize
 
@@ -140,6 +151,8 @@ def test_summary_report_and_compare_carry_the_new_keys():
     md = report_markdown(report)
     assert "| not_stated | 2 | 1 | 1 |" in md
     assert "| en | 2 | 1 | 1 | 0.0 | 1.0 | 1.0 | 0.0 |" in md
+    assert report["outcomes"]["wrong_answers"] == 0 and flat["outcomes.answerable.refused"] == 1
+    assert "Outcomes: answerable 2 right, 0 wrong, 1 refused; unanswerable 2 refused, 0 answered" in md
     assert "by_language.en.n" in compare_reports(report, report)
     assert "refusals_by_reason" not in summarize(recs, 10, retrieval_only=True)
 
@@ -177,3 +190,35 @@ def test_baldanders_question_set_is_well_formed():
         src = by_id[q["translated_from"]]
         assert q["id"] == src["id"] + "-en" and q["lang"] == "en" and src["lang"] == "ja", q["id"]
         assert (q["answers"], q["gold_posts"], q["answerable"]) == (src["answers"], src["gold_posts"], src["answerable"])
+
+
+def _ablation_record(qid, answerable, would_contain, question="質問？", **ev):
+    evidence = dict(n_passages=3, dense=0.86, coverage=0.5, cjk_question=True, cjk_sources=True, absent_names=[],
+                    unheld_clauses=[], missing_identifiers=[], missing_count=None, missing_focus=None,
+                    missing_value=None, answer_score=0.4, reader_p=0.5)
+    evidence.update(ev)
+    thresholds = dict(min_dense=0.83, min_coverage=0.2, gate_min_dense=0.81, gate_min_coverage=0.2, reader_p=0.7,
+                      min_answer_p=0.0, focus_p=0.25, answer_min_score=0.0, crosslingual_offset=0.055, value_p=0.25)
+    return {"id": qid, "question": question, "answerable": answerable, "evidence": evidence,
+            "thresholds": thresholds, "would_contain": would_contain, "actual_contains": None}
+
+
+def test_rule_ablation_counts_what_each_rule_alone_decides():
+    from eval.rule_ablation import decide_all, effects
+
+    records = [
+        _ablation_record("a", True, True),                                           # answered right
+        _ablation_record("b", True, False, missing_value="number", reader_p=0.1),   # a wrong answer refused
+        _ablation_record("c", False, False, missing_value="when", reader_p=0.1),    # unanswerable refused
+        # two rules refuse it: neither alone decides
+        _ablation_record("d", False, False, missing_value="when", missing_count="名", reader_p=0.1),
+        _ablation_record("e", True, True, question="「少女歌劇」とは？", absent_names=["少女歌劇"]),  # a quoted term
+        _ablation_record("f", True, True, dense=0.80, reader_p=0.75),               # the reader vouches
+    ]
+    assert decide_all(records) == ["right", "refused", "refused_u", "refused_u", "refused", "right"]
+    out = effects(records)
+    assert out["asked values"] == {"refuses_unanswerable": 1, "refuses_right": 0, "refuses_wrong": 1,
+                                   "lets_through_right": 0, "lets_through_wrong": 0, "lets_through_unanswerable": 0}
+    assert out["quoted titles and terms"]["refuses_right"] == 1 and "names no post holds" not in out
+    assert out["reader vouching"]["lets_through_right"] == 1
+    assert "counts" not in out

@@ -198,3 +198,36 @@ def test_training_script_fits_a_loadable_reader(tmp_path):
     assert r is not None and r.span is not None and r.meta["script"] == "eval/train_reader.py"
     ranked = ex.rank_sentences("第3号機が完成したのはいつ?", ["第3号機の開発は順調だった。第3号機は2003年4月に完成した。"], None, r)
     assert "2003年4月" in ranked[0][1]
+
+
+def test_the_first_cue_decides_an_english_question_the_fixed_order_a_japanese_one():
+    assert ex.question_type("How many modules did the mirror hold when it launched?") == "number"
+    assert ex.question_type("Which option do you add when signing a commit?") == "term"   # "when": a conjunction
+    assert ex.question_type("Which RubyGems version fixes it?") == "version"
+    assert ex.question_type("When was Ruby 2.1 retired?") == "when"
+    assert ex.question_type("When the speed was re-examined, how much faster was it?") == "number"
+    assert ex.question_type("『どこへ行く』を書いたのは誰ですか") == "who"          # Japanese: who before where
+    # 関数は / 変数を name a thing, not a count; 人数は asks one
+    assert ex.question_type("os パッケージの関数は何ですか？") == "term"
+    assert ex.question_type("参加者の人数は？") == "number"
+
+
+@pytest.mark.parametrize("question, sentences, missing", [
+    ("ChaCha8 は何倍速いですか？", ["ChaCha8 はセキュアでかつ速い。"], "number"),
+    ("ChaCha8 は何倍速いですか？", ["ChaCha8 は速い。", "ChaCha8 は 3 倍速い。"], None),
+    ("Go 1.22 の ChaCha8 は何倍速い？", ["Go 1.22 の ChaCha8 は速い。"], "number"),   # 1.22 is the question's
+    ("1回あたりいくら課金しますか？", ["1回ごとに課金する。"], "number"),
+    ("1回あたりいくら課金しますか？", ["1回あたり0.01ドル。"], None),
+    ("参加者は何人でしたか？", ["参加者は三十人を超えた。"], None),
+    ("How many modules did it mirror?", ["It mirrored hundreds of modules."], None),
+    ("How many modules did it mirror?", ["The mirror launched in the summer."], "number"),
+    ("どのバージョンで修正されましたか？", ["Ruby 2.7.1 で修正されました。"], None),
+    ("どのバージョンで修正されましたか？", ["次のリリースで修正されました。"], "version"),
+    ("誰が提案しましたか？", ["提案がありました。"], None),                          # not a value question
+    ("Typst 0.13 がリリースされたのは何月何日ですか？", ["Typst 0.13 の新機能を紹介する。"], "when"),
+    ("サポートはいつ終了しましたか？", ["2017 年 3 月 31 日をもって終了します。"], None),   # spaced, as posts write it
+    ("サポートはいつ終了しましたか？", ["昨年 3 月末にリリースされた。"], None),
+    ("When was it released?", ["It was released on March 3, 2024."], None),
+])
+def test_missing_value_is_the_asked_kind_no_sentence_holds(question, sentences, missing):
+    assert ex.missing_value(question, sentences) == missing

@@ -148,13 +148,13 @@ def test_follow_up_uses_the_history(serve_archive, retriever, settings):
     c = client(serve_archive(spy))
     first = c.chat.completions.create(model="rag-archive", messages=msgs(("user", QUESTION)))
     answer = first.choices[0].message.content
-    follow = "それはいつ？"
+    follow = "下がる前はいくつだった？"
     alone = c.chat.completions.create(model="rag-archive", messages=msgs(("user", follow)))
     assert alone.model_extra["answer_mode"] == "refused"  # on its own the follow-up names nothing
     resp = c.chat.completions.create(model="rag-archive", stream=False, messages=msgs(
         ("system", "Be brief."), ("user", QUESTION), ("assistant", answer), ("user", follow)))
     assert spy.calls[-1] == (follow, [(QUESTION, answer.split("\n\nSources:\n")[0])])
-    assert resp.model_extra["answer_mode"] == "extractive"
+    assert resp.model_extra["answer_mode"] == "extractive" and "320ms" in resp.choices[0].message.content
     assert resp.model_extra["sources"][0]["post_id"] == PG_POST
 
 

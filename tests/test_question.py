@@ -105,3 +105,14 @@ def test_the_rewrite_and_the_metadata_answer_read_followups_as_before():
     srcs = [S("Ruby 3.4.9 リリース"), S("Ruby 3.4.10 リリース")]
     assert pick_post(INSIDE, srcs, is_followup(INSIDE, True, opening_only=True)) == 1   # by its title
     assert pick_post(SHORT, srcs, is_followup(SHORT, True, opening_only=True)) == 0     # the one before
+
+
+@pytest.mark.parametrize("phrase, clause", [
+    ("iota をカウンタだと思い込んでいた", True), ("やっぱり Windows は面倒くさい", True),
+    ("大胆で想像を絶するやり方", True),
+    ("少女歌劇", False), ("ネフェルティティの胸像", False), ("見事な腕前", False), ("GOPATH 汚染問題", False),
+])
+def test_a_quoted_clause_says_something_a_quoted_title_names_something(phrase, clause):
+    from rag.question import is_clause
+
+    assert is_clause(phrase) is clause

@@ -221,9 +221,16 @@ def test_a_question_asked_of_a_noun_no_post_uses_is_not_stated_when_the_reader_i
 
 def test_a_quote_counts_as_found_when_one_chunk_holds_more_than_the_share(releases_retriever):
     r = releases_retriever
-    strict = Retriever(r.reader, r.embedder, r.settings.replace(refusal_quote_share=0.8))
-    assert strict.absent_names("「ファイルを書き込むと落ちる」不具合は？") == ["ファイルを書き込むと落ちる"]
-    assert strict.absent_names("「ファイルを読み込むと落ちる」不具合は？") == []
+    # a quoted term: 5 of its 8 content bigrams (ファ ァイ イル 不具 具合, not ル破 破損 損不) are in one chunk
+    assert r.quote_share("ファイル破損不具合") == pytest.approx(5 / 8)
+    assert r.absent_names("「ファイル破損不具合」は？") == []
+    strict = Retriever(r.reader, r.embedder, r.settings.replace(refusal_quote_share=0.7))
+    assert strict.absent_names("「ファイル破損不具合」は？") == ["ファイル破損不具合"]
+    assert strict.absent_names("「Ruby 3.3.12 リリース」は？") == []
+    # a quoted clause is never a name, whatever its share; it is recorded when no chunk holds most of it
+    assert strict.absent_names("「ファイルを書き込むと落ちる」不具合は？") == []
+    assert strict.unheld_clauses("「ファイルを書き込むと落ちる」不具合は？") == ["ファイルを書き込むと落ちる"]
+    assert strict.unheld_clauses("「ファイルを読み込むと落ちる」不具合は？") == []
 
 
 def test_absent_names_are_the_question_s_names_that_no_post_holds(releases_retriever):
@@ -235,7 +242,10 @@ def test_absent_names_are_the_question_s_names_that_no_post_holds(releases_retri
     # readers quote loosely: 7 of the 10 content bigrams of this paraphrase are in one chunk
     assert r.absent_names("「ファイルを書き込むと落ちる」不具合は？") == []
     assert r.quote_share("ファイルを書き込むと落ちる") == pytest.approx(0.7)
-    assert r.absent_names("「メモリを大量に消費して止まる」不具合は？") == ["メモリを大量に消費して止まる"]
+    # a quoted clause restates what a post says, or what none does: lexical share cannot tell which
+    assert r.absent_names("「メモリを大量に消費して止まる」不具合は？") == []
+    assert r.unheld_clauses("「メモリを大量に消費して止まる」不具合は？") == ["メモリを大量に消費して止まる"]
+    assert r.absent_names("「メモリ大量消費問題」は？") == ["メモリ大量消費問題"]      # a quoted term
     assert r.absent_names("国崎町で修正された不具合は？") == ["国崎"]
     assert r.absent_names("JRubyとTruffleRubyとRUBYのどれで修正？") == ["JRuby", "TruffleRuby"]
     assert r.absent_names("Was it fixed in JRuby?") == []                    # an English question's words
@@ -270,7 +280,7 @@ def test_the_extractive_answerer_refuses_a_how_many_question_no_source_counts(re
 
 
 T = refusal.Thresholds(min_dense=0.83, min_coverage=0.2, gate_min_dense=0.81, gate_min_coverage=0.2, reader_p=0.7,
-                       min_answer_p=0.0, focus_p=0.25, answer_min_score=0.0, crosslingual_offset=0.05)
+                       min_answer_p=0.0, focus_p=0.25, answer_min_score=0.0, crosslingual_offset=0.05, value_p=0.25)
 
 
 def ev(**kw):
@@ -301,6 +311,9 @@ def ev(**kw):
     (ev(answer_score=None), False, "not_stated", "answer_score"),
     (ev(missing_focus="授賞式", reader_p=0.2), False, "not_stated", "missing_focus"),
     (ev(missing_focus="授賞式", reader_p=0.3), False, "answer", ""),            # sure enough
+    (ev(missing_value="number", reader_p=0.2), False, "not_stated", "missing_value"),
+    (ev(missing_value="number", reader_p=0.3), False, "answer", ""),            # sure enough
+    (ev(missing_value="version", reader_p=0.2), True, "answer", ""),            # the model decides
 ])
 def test_decide_reads_only_the_evidence(evidence, chat, action, reason):
     d = refusal.decide(evidence, T, chat)
@@ -323,3 +336,38 @@ def test_the_reader_is_consulted_only_where_it_can_change_the_decision():
             assert final == first or refusal.reader_may_change(first), (evidence, p)
     assert not refusal.reader_may_change(refusal.Decision("off_archive", "coverage"))
     assert refusal.reader_may_change(refusal.Decision("off_archive", "dense"))
+
+
+def test_a_number_question_no_quotable_sentence_answers_is_not_stated_when_the_reader_is_unsure(
+        tmp_path_factory, embedder, settings):
+    from rag.generation import Assistant
+    from rag.index import IndexReader
+    from rag.ingest import ingest
+    from rag.retrieval import Retriever
+
+    from tests.conftest import write_post
+
+    posts = tmp_path_factory.mktemp("value-posts")
+    write_post(posts, "2025-05-01-cache.md", "キャッシュの導入",
+               "社内ツールにキャッシュを導入しました。導入後、ページの表示はかなり速くなりました。利用者からも好評です。",
+               date="2025-05-01")
+    write_post(posts, "2025-06-01-db.md", "データベースの移行",
+               "データベースを新しいサーバーへ移行しました。移行後、集計クエリは3倍速くなりました。", date="2025-06-01")
+    index = tmp_path_factory.mktemp("value-index")
+    ingest(posts, index, settings, embedder)
+    r = Retriever(IndexReader(index), embedder, settings)
+    loose = settings.replace(refusal_min_dense=0.0, refusal_min_coverage=0.0, refusal_focus_p=0.0)
+
+    q = "キャッシュを導入して、ページの表示は何倍速くなりましたか？"   # the post says 「かなり」, no number
+    ans = Assistant(loose.replace(refusal_value_p=1.0), r).ask(q)
+    assert ans.mode == "refused" and ans.refusal == refusal.NOT_STATED and ans.sources, ans.answer
+    assert ans.evidence["missing_value"] == "number" and ans.evidence["reason"] == "missing_value"
+    assert ans.answer.startswith("答えになりそうな文に、問われている数が書かれていません。\n"), ans.answer
+    p = ans.evidence["reader_p"]
+    ans = Assistant(loose.replace(refusal_value_p=p - 0.002), r).ask(q)   # a reader sure enough answers
+    assert ans.mode == "extractive" and ans.evidence["missing_value"] == "number" and "reason" not in ans.evidence
+    ans = Assistant(loose.replace(refusal_value_p=0.0), r).ask(q)   # off
+    assert ans.mode == "extractive"
+    # the post that states the number is answered, however unsure the reader
+    ans = Assistant(loose.replace(refusal_value_p=1.0), r).ask("データベースを移行して、集計クエリは何倍速くなりましたか？")
+    assert ans.mode == "extractive" and "missing_value" not in ans.evidence and "3倍" in ans.answer, ans.answer
