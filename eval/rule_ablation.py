@@ -157,7 +157,7 @@ def main() -> None:
     else:
         records = [json.loads(line) for line in open(a.records, encoding="utf-8")]
     full = decide_all(records)
-    print(f"{questions}: " + ", ".join(f"{k} {full.count(k)}" for k in
+    print(f"{questions or a.records}: " + ", ".join(f"{k} {full.count(k)}" for k in
                                        ("right", "wrong", "refused", "refused_u", "answered_u")))
     for rule, e in effects(records).items():
         print(f"  {rule:24s} " + ", ".join(f"{k} {v}" for k, v in e.items() if v))

@@ -145,8 +145,8 @@ class Settings:
     refusal_value_p: float = 0.25
     # A title or term a question quotes (「…」) counts as in the archive when one chunk holds more than
     # this share of its content bigrams: readers quote loosely, so "most of it", not verbatim. Proper
-    # names (unidic 固有名詞, dotted katakana, GraphQL) must still appear as written; a quoted clause
-    # (question.is_clause) never refuses (docs/refusal.md).
+    # names (unidic 固有名詞, dotted katakana, GraphQL) must still appear as written; a quote with a
+    # verb or adjective (question.is_clause: a restatement, or a title like 「…してみた」) never refuses.
     refusal_quote_share: float = 0.5
     # With a chat endpoint the gate stops only what is clearly off the archive (at most 1% of
     # answerable questions on each set); the model replies with a marker when the sources do not

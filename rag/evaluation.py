@@ -285,15 +285,20 @@ def outcomes(records: Sequence[dict]) -> dict:
     """Counts of what each question got: an answerable one a right answer (it holds a gold answer),
     a wrong one or a refusal; an unanswerable one a refusal or an answer. The refusal rates alone
     cannot tell a refused right answer from a refused wrong one; a reader is misled only by
-    `wrong_answers` (answerable answered wrongly plus unanswerable answered)."""
-    answerable = [r for r in records if r["answerable"]]
-    unanswerable = [r for r in records if not r["answerable"]]
-    right = sum(1 for r in answerable if not r.get("refused") and r.get("contains_gold"))
-    refused = sum(1 for r in answerable if r.get("refused"))
-    answered_unanswerable = sum(1 for r in unanswerable if not r.get("refused"))
-    return {"answerable": {"right": right, "wrong": len(answerable) - right - refused, "refused": refused},
-            "unanswerable": {"refused": len(unanswerable) - answered_unanswerable, "answered": answered_unanswerable},
-            "wrong_answers": len(answerable) - right - refused + answered_unanswerable}
+    `wrong_answers` (answerable answered wrongly plus unanswerable answered). A chat endpoint's
+    error is none of these (`errors`)."""
+    answered = [r for r in records if not r.get("refused") and r.get("mode") != "error"]
+    right = sum(1 for r in answered if r["answerable"] and r.get("contains_gold"))
+    wrong = sum(1 for r in answered if r["answerable"]) - right
+    answered_unanswerable = sum(1 for r in answered if not r["answerable"])
+
+    def refused(answerable: bool) -> int:
+        return sum(1 for r in records if r["answerable"] is answerable and r.get("refused"))
+
+    return {"answerable": {"right": right, "wrong": wrong, "refused": refused(True)},
+            "unanswerable": {"refused": refused(False), "answered": answered_unanswerable},
+            "wrong_answers": wrong + answered_unanswerable,
+            "errors": sum(1 for r in records if r.get("mode") == "error")}
 
 
 def report_markdown(report: dict, title: str = "Evaluation report") -> str:

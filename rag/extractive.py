@@ -39,11 +39,12 @@ MAX_PASSAGES = 3
 
 QTYPES = ("when", "number", "who", "where", "version", "term", "reason")
 _QTYPE_RES: dict[str, re.Pattern] = {
-    "version": re.compile(r"バージョン|version|ヴァージョン|何版|リリース番号", re.I),
-    "when": re.compile(r"いつ|何年|何月|何日|何時|何曜|日付|日時|年代|何世紀|\bwhen\b|what (year|date|day|time)", re.I),
-    "number": re.compile(r"いくつ|いくら|何人|何個|何回|何倍|何度|何%|何パーセント|何割|何歳|何円|何キロ|何メートル|何セン"
+    "version": re.compile(r"バージョン(?!管理)|version(?!\s+control)|ヴァージョン|何版|リリース番号", re.I),
+    "when": re.compile(r"いつ(?!も|か|の間|でも)|何年|何月|何日|何時|何曜|日付|日時|年代|何世紀|\bwhen\b|"
+                       r"what (year|date|day|time)", re.I),
+    "number": re.compile(r"いくつ|いくら|何人|何個|何回|何倍|何度(?!も)|何%|何パーセント|何割|何歳|何円|何キロ|何メートル|何セン"
                          r"チ|何ミリ|何秒|何分|何件|何本|何台|何社|何種|何位|何点|何票|何番|何号|どれくらい|どれほど|どのくら"
-                         r"い|どの程度|何桁|(?<![関変引定乱整小実複係因指対級偶奇素])数[はを]|規模|how (many|much|long|old|far|fast)", re.I),
+                         r"い|どの程度|何桁|(?<![関変引定乱整小実複係因指対級偶奇素多少無然虚])数[はを]|規模|how (many|much|long|old|far|fast)", re.I),
     "who": re.compile(r"誰|だれ|どなた|何者|人物|\bwho(m|se)?\b", re.I),
     "where": re.compile(r"どこ|何処|どちら|場所|\bwhere\b", re.I),
     "reason": re.compile(r"なぜ|何故|どうして|理由|どのように|どうやって|どんな方法|\bwhy\b|\bhow\b", re.I),
@@ -74,22 +75,24 @@ def question_focus(question: str) -> str:
 
 _QTYPES_SPECIFIC = ("version", "when", "number", "who", "where", "reason")
 _OTHER_WH = re.compile(r"\b(?:what|which|how|who|whom|whose|where|why)\b", re.I)
+_WH_AFTER_COMMA = re.compile(r",\s*(?:what|which|how|who|whom|whose|where|why)\b", re.I)
 
 
 def question_type(question: str) -> str:
     """The kind of answer the question asks for; "" when none of the cues is present. In Japanese
     the fixed order decides (the question word ends the sentence: 「…を書いたのは誰ですか」); in
-    English the first cue does ("How many modules … when …" asks how many), and a "when" beside
-    another question word is a conjunction ("Which option do you add when …", "When X was
-    re-examined, how …"). "term" (何の, どの, which) only when no other cue is present
+    English the first cue does ("How many modules … when …" asks how many), and a "when" after
+    another question word, or whose clause a comma and another question word follow, is a
+    conjunction ("Which option do you add when …", "When X was re-examined, how …"; not "When was
+    it released, and what changed?"). "term" (何の, どの, which) only when no other cue is present
     (どのバージョン, which version: a version)."""
     q = unicodedata.normalize("NFKC", question)
     found = {t: m for t in _QTYPES_SPECIFIC if (m := _QTYPE_RES[t].search(q))}
     if found and has_cjk(q):
         return next(t for t in _QTYPES_SPECIFIC if t in found)
     when = found.get("when")
-    if when and any(not when.start() <= m.start() < when.end() for m in _OTHER_WH.finditer(q)):
-        del found["when"]   # "When X was re-examined, how …?", "Which option … when signing?"
+    if when and (_OTHER_WH.search(q, 0, when.start()) or _WH_AFTER_COMMA.search(q, when.end())):
+        del found["when"]   # "Which option … when signing?", "When X was re-examined, how …?"
     if found:
         return min(found, key=lambda t: (found[t].start(), _QTYPES_SPECIFIC.index(t)))
     return "term" if _QTYPE_RES["term"].search(q) else ""
@@ -371,16 +374,20 @@ def candidates(sources: Sequence, max_passages: int = MAX_PASSAGES) -> list[Cand
 _DATE_RE = _SPAN_RES["when"]
 
 # The shape of the value a number, version or date question asks for, looser than the spans' (a
-# post may write 三つ, 1万, $0.01, v2 or 2017 年 3 月末): only whether a quoted sentence holds one is
-# asked of it.
+# post may write 三つ, 1万, $0.01, Python 3, v2 or 2017 年 3 月末): only whether a quoted sentence holds
+# one is asked of it.
+_MONTHS = (r"(?:january|february|march|april|may|june|july|august|september|october|november|december|"
+           r"jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec)")
 _VALUE_RES = {
-    "number": re.compile(r"\d[\d,.]*|[一二三四五六七八九十百千万億兆数半]+\s*(?:つ|人|名|個|回|倍|度|割|歳|円|件|本|台|社|種|位|点|"
-                         r"票|番|号|年|か月|ヶ月|日|週|時間|分|秒|枚|冊|行|桁|%)|"
+    "number": re.compile(r"\d+(?:[.,]\d+)*|[一二三四五六七八九十百千万億兆数半]+\s*(?:つ|人|名|個|回|倍|度|割|歳|円|件|本|台|社|"
+                         r"種|位|点|票|番|号|年|か月|ヶ月|日|週|時間|分|秒|枚|冊|行|桁|%)|"
                          r"\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|dozens?|hundreds?|"
                          r"thousands?|millions?|billions?)\b", re.I),
-    "version": re.compile(r"\d+(?:\.\d+)+|\bv\d+\b", re.I),
-    "when": re.compile(r"\d{1,4}\s*(?:年|月|日|時|世紀)|\d{4}[-/.]\d{1,2}|\b(?:1[5-9]|20)\d\d\b|"
-                       r"\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?\s+\d|"
+    # a capitalised name and its number (Python 3, Java 17, ES2015), not "December 2" or "of 1"
+    "version": re.compile(r"\b(?!(?i:" + _MONTHS[3:-1] + r")\b)[A-Z][A-Za-z+#]*\s?[vV]?\d+(?:\.\d+)*\b|"
+                          r"\d+(?:\.\d+)+|\b[vV]\d+\b|\d+\s*系"),
+    "when": re.compile(r"\d{1,4}\s*(?:年|月|日|時|世紀)|\d{4}[-/.]\d{1,2}|(?<!\d)(?:1[5-9]|20)\d\d(?!\d)|"
+                       r"\b" + _MONTHS + r"\.?\s+\d|"
                        r"明治|大正|昭和|平成|令和|[昨今去来]年|[先今来]月|[先今来]週|昨日|今日|明日|[元正]日|"
                        r"[一二三四五六七八九十]+\s*(?:年|月|日)|(?:上|中|下)旬|(?:年|月)末|[\u3400-\u9fff]{1,4}時代", re.I),
 }

@@ -37,8 +37,9 @@ def quoted_phrases(text: str) -> list[str]:
 
 def is_clause(phrase: str) -> bool:
     """A quoted phrase that says something (a verb or adjective, by unidic: 「iota をカウンタだと思い込んで
-    いた」) is a reader's restatement of what a post says; one that does not (「少女歌劇」, 「ネフェルティティの
-    胸像」) is a title or a term the posts would write as quoted."""
+    いた」, and so also a title such as 「Go で CLI を作ってみた」) may be a reader's restatement of what a
+    post says; one that does not (「少女歌劇」, 「ネフェルティティの胸像」) is a name-like title or term
+    the posts would write as quoted."""
     return any(w.feature.pos1 in ("動詞", "形容詞") or w.feature.pos2 == "形容詞的"
                for w in fugashi_tagger()(fold(phrase)))
 

@@ -128,11 +128,13 @@ def test_outcomes_hand_counted():
     from rag.evaluation import outcomes
 
     assert outcomes(RECORDS) == {"answerable": {"right": 2, "wrong": 0, "refused": 1},
-                                 "unanswerable": {"refused": 2, "answered": 0}, "wrong_answers": 0}
+                                 "unanswerable": {"refused": 2, "answered": 0}, "wrong_answers": 0, "errors": 0}
     more = RECORDS + [_rec("Go 1.22 の乱数は何倍速い？", True, False, fs=False, gold=False),   # answered wrongly
-                      _rec("Typst 0.13 は何月何日？", False, False)]                          # answered, unanswerable
+                      _rec("Typst 0.13 は何月何日？", False, False),                          # answered, unanswerable
+                      _rec("GnuPG 2.5 は？", True, False, gold=False, mode="error"),         # the endpoint failed
+                      _rec("Typst 0.14 は何月何日？", False, False, mode="error")]
     assert outcomes(more) == {"answerable": {"right": 2, "wrong": 1, "refused": 1},
-                              "unanswerable": {"refused": 2, "answered": 1}, "wrong_answers": 2}
+                              "unanswerable": {"refused": 2, "answered": 1}, "wrong_answers": 2, "errors": 2}
 
 
 def test_summary_report_and_compare_carry_the_new_keys():

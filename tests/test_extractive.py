@@ -206,6 +206,10 @@ def test_the_first_cue_decides_an_english_question_the_fixed_order_a_japanese_on
     assert ex.question_type("Which RubyGems version fixes it?") == "version"
     assert ex.question_type("When was Ruby 2.1 retired?") == "when"
     assert ex.question_type("When the speed was re-examined, how much faster was it?") == "number"
+    assert ex.question_type("When was Go 1.22 released, and what changed?") == "when"
+    assert ex.question_type("When did the team decide which database to use?") == "when"
+    assert ex.question_type("このバージョン管理ツールの作者は誰？") == "who"      # バージョン管理 is no version
+    assert ex.question_type("いつも使っているエディタは何ですか") == "term"      # いつも is no when
     assert ex.question_type("『どこへ行く』を書いたのは誰ですか") == "who"          # Japanese: who before where
     # 関数は / 変数を name a thing, not a count; 人数は asks one
     assert ex.question_type("os パッケージの関数は何ですか？") == "term"
@@ -228,6 +232,11 @@ def test_the_first_cue_decides_an_english_question_the_fixed_order_a_japanese_on
     ("サポートはいつ終了しましたか？", ["2017 年 3 月 31 日をもって終了します。"], None),   # spaced, as posts write it
     ("サポートはいつ終了しましたか？", ["昨年 3 月末にリリースされた。"], None),
     ("When was it released?", ["It was released on March 3, 2024."], None),
+    ("いつ公開されましたか？", ["2017に公開された。"], None),
+    ("When was it decided?", ["The decision 5 was final."], "when"),             # "dec" is no December
+    ("どのバージョンが必要ですか？", ["Python 3 が必要です。"], None),
+    ("Go 1.13 で追加された関数は、どのバージョンで非推奨になりましたか？", ["Go 1.22 で非推奨になった。"], None),
+    ("Go 1.13 で追加された関数は、どのバージョンで非推奨になりましたか？", ["Go 1.13 で追加された。"], "version"),
 ])
 def test_missing_value_is_the_asked_kind_no_sentence_holds(question, sentences, missing):
     assert ex.missing_value(question, sentences) == missing
