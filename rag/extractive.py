@@ -724,14 +724,15 @@ def read(question: str, sources: Sequence, idf: Callable[[str], float] | None = 
     ranked = rank_sentences(question, sources, idf, reader, max_passages, asked)
     quoted = [s for _, s in quoted_sentences(ranked, max_chars)]
     return Reading(answer_from_ranked(question, ranked, reader, max_chars), ranked[0][2] if ranked else None,
-                   missing_value(asked or question, quoted) if ranked else None)
+                   missing_value(asked or question, quoted, named_before=question if asked else "") if ranked else None)
 
 
-def missing_value(question: str, sentences: Sequence[str]) -> str | None:
+def missing_value(question: str, sentences: Sequence[str], named_before: str = "") -> str | None:
     """The kind of value the question asks for (「何倍」, "how many": number; 「どのバージョン」:
     version; 「いつ」, 「何月何日」: when) when none of `sentences` holds one that the question does not
     already name (「Go 1.22 の…」 names 1.22; a sentence repeating it states nothing new); None for
-    other questions.
+    other questions. `named_before`: the conversation a follow-up continues (its values are named
+    too: after 「Go 1.22 の ChaCha8 は？」, 「それは何倍速い？」 is not answered by 1.22).
 
     A sentence about the topic without any number cannot answer 「いくら課金しますか」: the reader
     found the topic, not the fact."""
@@ -739,7 +740,7 @@ def missing_value(question: str, sentences: Sequence[str]) -> str | None:
     rx = _VALUE_RES.get(kind)
     if rx is None:
         return None
-    named = {_norm(m.group()) for m in rx.finditer(unicodedata.normalize("NFKC", question))}
+    named = {_norm(m.group()) for m in rx.finditer(unicodedata.normalize("NFKC", question + "\n" + named_before))}
     for s in sentences:
         if any(_norm(m.group()) not in named for m in rx.finditer(unicodedata.normalize("NFKC", s))):
             return None

@@ -166,10 +166,10 @@ def retrieval_evidence(retriever: Retriever, question: str, hits: Sequence[Hit])
     Dense cosines bunch together (off-topic ~0.82, on-topic ~0.86 for e5), so coverage of the
     question's content terms by the top passages carries much of the signal."""
     dense, coverage = _coverage(retriever, question, hits)
+    absent, unheld = retriever.name_evidence(question)
     return refusal.Evidence(n_passages=len(hits), dense=dense, coverage=coverage, cjk_question=has_cjk(question),
                             cjk_sources=any(has_cjk(h.text) for h in hits[:3]) if hits else True,
-                            absent_names=tuple(retriever.absent_names(question)),
-                            unheld_clauses=tuple(retriever.unheld_clauses(question)))
+                            absent_names=tuple(absent), unheld_clauses=tuple(unheld))
 
 
 def _coverage(retriever: Retriever, question: str, hits: Sequence[Hit]) -> tuple[float | None, float]:

@@ -216,22 +216,26 @@ class Retriever:
         that no chunk holds most of (`quote_absent`): an archive that never names 楳茂都陸平 or
         GraphQL cannot answer a question about them, however close its passages score. A quoted
         clause is not one of them (`unheld_clauses`)."""
-        names = question_names(question)
-        absent = [noun for noun in names if self.archive_lacks(noun)]
-        seen = {fold(n) for n in names}
-        return absent + [q for q in self._checked_quotes(question) if fold(q) not in seen and not is_clause(q)
-                         and self.quote_absent(q)]
+        return self.name_evidence(question)[0]
 
     def unheld_clauses(self, question: str) -> list[str]:
         """The clauses the question quotes (`question.is_clause`) that no chunk holds most of. Evidence,
         not a refusal: a reader's restatement of a post keeps a quarter to a half of its bigrams, no
-        more than a restatement of what no post says (docs/benchmarks.md, "Quoted clauses")."""
-        return [q for q in self._checked_quotes(question) if is_clause(q) and self.quote_absent(q)]
+        more than a restatement of what no post says (docs/benchmarks.md)."""
+        return self.name_evidence(question)[1]
 
-    @staticmethod
-    def _checked_quotes(question: str) -> list[str]:
-        # an English question's quote is English; the posts are not
-        return quoted_phrases(question) if CJK_RE.search(question) else []
+    def name_evidence(self, question: str) -> tuple[list[str], list[str]]:
+        """(`absent_names`, `unheld_clauses`), each quote read once. A quote that is also a name is
+        checked as the name."""
+        names = question_names(question)
+        absent = [noun for noun in names if self.archive_lacks(noun)]
+        unheld: list[str] = []
+        if CJK_RE.search(question):   # an English question's quote is English; the posts are not
+            seen = {fold(n) for n in names}
+            for q in quoted_phrases(question):
+                if fold(q) not in seen and self.quote_absent(q):
+                    (unheld if is_clause(q) else absent).append(q)
+        return absent, unheld
 
     def quote_absent(self, quote: str) -> bool:
         """A quoted phrase no chunk holds most of (`quote_share` at or below

@@ -240,3 +240,10 @@ def test_the_first_cue_decides_an_english_question_the_fixed_order_a_japanese_on
 ])
 def test_missing_value_is_the_asked_kind_no_sentence_holds(question, sentences, missing):
     assert ex.missing_value(question, sentences) == missing
+
+
+def test_a_follow_up_s_value_check_counts_the_values_named_before():
+    before = "Go 1.22 の ChaCha8 は速いですか？"
+    assert ex.missing_value("それは何倍速い？", ["Go 1.22 の ChaCha8 は速い。"]) is None      # 1.22 looks new
+    assert ex.missing_value("それは何倍速い？", ["Go 1.22 の ChaCha8 は速い。"], named_before=before) == "number"
+    assert ex.missing_value("それは何倍速い？", ["Go 1.22 の ChaCha8 は 3 倍速い。"], named_before=before) is None
