@@ -29,20 +29,18 @@ from rag.question import quoted_phrases  # noqa: E402
 from rag.text import fold  # noqa: E402
 
 
-def _without_quotes(ev: dict, question: str) -> dict:
-    quotes = {fold(q) for q in quoted_phrases(question)}
-    return {**ev, "absent_names": tuple(n for n in ev["absent_names"] if fold(n) not in quotes)}
-
-
-def _quotes_only(ev: dict, question: str) -> dict:
-    quotes = {fold(q) for q in quoted_phrases(question)}
-    return {**ev, "absent_names": tuple(n for n in ev["absent_names"] if fold(n) in quotes)}
+def _absent_names_keeping(quotes: bool) -> Callable[[dict, str], dict]:
+    """Evidence whose absent names keep only the question's quotes (`quotes`) or only its names."""
+    def keep(ev: dict, question: str) -> dict:
+        quoted = {fold(q) for q in quoted_phrases(question)}
+        return {**ev, "absent_names": tuple(n for n in ev["absent_names"] if (fold(n) in quoted) is quotes)}
+    return keep
 
 
 # rule -> (evidence without it, thresholds without it)
 RULES: dict[str, tuple[Callable[[dict, str], dict] | None, dict | None]] = {
-    "names no post holds": (_quotes_only, None),
-    "quoted titles and terms": (_without_quotes, None),
+    "names no post holds": (_absent_names_keeping(quotes=True), None),
+    "quoted titles and terms": (_absent_names_keeping(quotes=False), None),
     "coverage gate": (None, {"min_coverage": 0.0}),
     "dense gate": (None, {"min_dense": 0.0}),
     "reader vouching": (None, {"reader_p": 2.0}),

@@ -373,9 +373,10 @@ def candidates(sources: Sequence, max_passages: int = MAX_PASSAGES) -> list[Cand
 
 _DATE_RE = _SPAN_RES["when"]
 
-# The shape of the value a number, version or date question asks for, looser than the spans' (a
-# post may write 三つ, 1万, $0.01, Python 3, v2 or 2017 年 3 月末): only whether a quoted sentence holds
-# one is asked of it.
+# The shape of the value a number, version or date question asks for, looser than the spans' and
+# `_type_match`'s (a post may write 三つ, 1万, $0.01, Python 3, v2 or 2017 年 3 月末): only whether a
+# quoted sentence holds one is asked of it. `_type_match` stays as it is: the reader models were
+# trained on its features.
 _MONTHS = (r"(?:january|february|march|april|may|june|july|august|september|october|november|december|"
            r"jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec)")
 _VALUE_RES = {
@@ -722,9 +723,10 @@ def read(question: str, sources: Sequence, idf: Callable[[str], float] | None = 
     asked: the follow-up as typed where `question` is the rule's rewrite (the previous question
     prepended): the cross reader reads that one, or it answers the previous question again."""
     ranked = rank_sentences(question, sources, idf, reader, max_passages, asked)
-    quoted = [s for _, s in quoted_sentences(ranked, max_chars)]
-    return Reading(answer_from_ranked(question, ranked, reader, max_chars), ranked[0][2] if ranked else None,
-                   missing_value(asked or question, quoted, named_before=question if asked else "") if ranked else None)
+    quoted = quoted_sentences(ranked, max_chars)
+    return Reading(_answer_text(question, quoted, reader), ranked[0][2] if ranked else None,
+                   missing_value(asked or question, [s for _, s in quoted], named_before=question if asked else "")
+                   if ranked else None)
 
 
 def missing_value(question: str, sentences: Sequence[str], named_before: str = "") -> str | None:
@@ -750,7 +752,11 @@ def missing_value(question: str, sentences: Sequence[str], named_before: str = "
 def answer_from_ranked(question: str, ranked: Sequence[tuple[int, str, float]], reader: Reader | None = None,
                        max_chars: int = 320) -> str:
     """The answer text from `rank_sentences`' output (for callers that keep the ranking too)."""
-    quoted = quoted_sentences(ranked, max_chars)
+    return _answer_text(question, quoted_sentences(ranked, max_chars), reader)
+
+
+def _answer_text(question: str, quoted: Sequence[tuple[int, str]], reader: Reader | None) -> str:
+    """The quoted sentences, each cited, the first led by its short answer span when the span model is sure."""
     if not quoted:
         return ""
     n, best = quoted[0]

@@ -215,18 +215,14 @@ class Retriever:
         contains in its title, text, author, tags or categories, then the titles and terms it quotes
         that no chunk holds most of (`quote_absent`): an archive that never names 楳茂都陸平 or
         GraphQL cannot answer a question about them, however close its passages score. A quoted
-        clause is not one of them (`unheld_clauses`)."""
+        clause is not one of them (`name_evidence`)."""
         return self.name_evidence(question)[0]
 
-    def unheld_clauses(self, question: str) -> list[str]:
-        """The clauses the question quotes (`question.is_clause`) that no chunk holds most of. Evidence,
-        not a refusal: a reader's restatement of a post keeps a quarter to a half of its bigrams, no
-        more than a restatement of what no post says (docs/benchmarks.md)."""
-        return self.name_evidence(question)[1]
-
     def name_evidence(self, question: str) -> tuple[list[str], list[str]]:
-        """(`absent_names`, `unheld_clauses`), each quote read once. A quote that is also a name is
-        checked as the name."""
+        """(`absent_names`, the unheld clauses: those the question quotes, `question.is_clause`, that no
+        chunk holds most of), each quote read once; a quote that is also a name is checked as the name.
+        An unheld clause is evidence, not a refusal: a reader's restatement of a post keeps a quarter
+        to a half of its bigrams, no more than a restatement of what no post says (docs/benchmarks.md)."""
         names = question_names(question)
         absent = [noun for noun in names if self.archive_lacks(noun)]
         unheld: list[str] = []

@@ -229,8 +229,8 @@ def test_a_quote_counts_as_found_when_one_chunk_holds_more_than_the_share(releas
     assert strict.absent_names("「Ruby 3.3.12 リリース」は？") == []
     # a quoted clause is never a name, whatever its share; it is recorded when no chunk holds most of it
     assert strict.absent_names("「ファイルを書き込むと落ちる」不具合は？") == []
-    assert strict.unheld_clauses("「ファイルを書き込むと落ちる」不具合は？") == ["ファイルを書き込むと落ちる"]
-    assert strict.unheld_clauses("「ファイルを読み込むと落ちる」不具合は？") == []
+    assert strict.name_evidence("「ファイルを書き込むと落ちる」不具合は？")[1] == ["ファイルを書き込むと落ちる"]
+    assert strict.name_evidence("「ファイルを読み込むと落ちる」不具合は？")[1] == []
 
 
 def test_absent_names_are_the_question_s_names_that_no_post_holds(releases_retriever):
@@ -244,7 +244,7 @@ def test_absent_names_are_the_question_s_names_that_no_post_holds(releases_retri
     assert r.quote_share("ファイルを書き込むと落ちる") == pytest.approx(0.7)
     # a quoted clause restates what a post says, or what none does: lexical share cannot tell which
     assert r.absent_names("「メモリを大量に消費して止まる」不具合は？") == []
-    assert r.unheld_clauses("「メモリを大量に消費して止まる」不具合は？") == ["メモリを大量に消費して止まる"]
+    assert r.name_evidence("「メモリを大量に消費して止まる」不具合は？")[1] == ["メモリを大量に消費して止まる"]
     assert r.absent_names("「メモリ大量消費問題」は？") == ["メモリ大量消費問題"]      # a quoted term
     assert r.absent_names("国崎町で修正された不具合は？") == ["国崎"]
     assert r.absent_names("JRubyとTruffleRubyとRUBYのどれで修正？") == ["JRuby", "TruffleRuby"]
