@@ -159,19 +159,24 @@ def test_summary_report_and_compare_carry_the_new_keys():
     assert "refusals_by_reason" not in summarize(recs, 10, retrieval_only=True)
 
 
-def test_baldanders_question_set_is_well_formed():
-    """eval/sets/baldanders: every answer occurs in a gold post (or its front-matter date/author)."""
+@pytest.mark.parametrize("name, least", [
+    ("baldanders", {"english": 10, "quote": 10, "unanswerable": 10, "metadata": 5}),
+    ("efcl", {"english": 10, "quote": 8, "unanswerable": 10, "metadata": 5}),
+])
+def test_blog_question_set_is_well_formed(name, least):
+    """eval/sets/NAME: every answer occurs in a gold post (or its front-matter date/author), and each
+    kind of question the sets are for is there."""
     from collections import Counter
 
     from rag.corpus import split_front_matter
     from rag.text import normalize
     from tests.conftest import ROOT
 
-    base = ROOT / "eval" / "sets" / "baldanders"
+    base = ROOT / "eval" / "sets" / name
     qs = load_questions(base / "questions.jsonl")
     assert len({q["id"] for q in qs}) == len(qs) >= 60
     kinds = Counter(q["kind"] for q in qs)
-    assert kinds["english"] >= 10 and kinds["quote"] >= 10 and kinds["unanswerable"] >= 10 and kinds["metadata"] >= 5
+    assert all(kinds[k] >= n for k, n in least.items()), kinds
     for q in qs:
         assert q["lang"] in ("ja", "en") and q["answerable"] == (q["kind"] != "unanswerable"), q["id"]
         assert bool(q["answers"]) == bool(q["gold_posts"]) == q["answerable"], q["id"]
@@ -184,6 +189,8 @@ def test_baldanders_question_set_is_well_formed():
                 found |= (a in (str(meta.get("date", ""))[:10], author) if q["kind"] == "metadata"
                           else normalize(a) in normalize(body))
             assert found, (q["id"], a)
+    if name != "baldanders":
+        return
     # the same questions asked in English: each names the Japanese one it translates, same gold
     by_id = {q["id"]: q for q in qs}
     en = load_questions(base / "questions_en.jsonl")
