@@ -104,6 +104,10 @@ def main() -> int:
     ap.add_argument("--skip-articles", type=int, default=80, help="articles the linear reader was fitted on")
     ap.add_argument("--questions", type=int, default=2400, help="training questions (sampled over articles)")
     ap.add_argument("--held-questions", type=int, default=400)
+    ap.add_argument("--fact-missing", type=int, default=0,
+                    help="also train on this many fact-missing pools of the training articles (every "
+                         "answer-bearing sentence removed: all negatives), so that a sentence about the "
+                         "topic that does not state the asked fact scores low")
     ap.add_argument("--top", type=int, default=8, help="sentences of the linear reader it rereads")
     ap.add_argument("--layers", type=int, default=6, help="adapt the top N of the 12 layers")
     ap.add_argument("--rank", type=int, default=8)
@@ -144,6 +148,14 @@ def main() -> int:
     train = reader_pools(fit_sample, idf, reader, args.top)
     rng.shuffle(train)
     train = train[:args.questions]
+    n_missing_train = 0
+    if args.fact_missing:
+        negatives = reader_pools(fit_sample, idf, reader, args.top, drop_answers=True)
+        rng.shuffle(negatives)
+        negatives = negatives[:args.fact_missing]
+        n_missing_train = len(negatives)
+        train = train + negatives
+        rng.shuffle(train)
     held, missing = [], []
     for i in rng.permutation(len(held_articles)):   # whole articles until enough questions
         if len(held) >= args.held_questions:
@@ -151,7 +163,7 @@ def main() -> int:
         held += reader_pools([held_articles[i]], idf, reader, args.top)
         missing += reader_pools([held_articles[i]], idf, reader, args.top, drop_answers=True)
     t_pools = time.perf_counter() - t0
-    print(f"pools: {len(train)} training, {len(held)} held-out, {len(missing)} fact-missing "
+    print(f"pools: {len(train)} training ({n_missing_train} fact-missing), {len(held)} held-out, {len(missing)} fact-missing "
           f"questions ({t_pools:.0f} s)", flush=True)
 
     from rag.e5 import E5Tokenizer, Q4File, WordEmbeddings, default_model_path
@@ -236,7 +248,8 @@ def main() -> int:
     best_miss = np.asarray([float(np.max(c)) for c in comb_miss])
     report = {
         "training_data": f"JaQuAD v0.1.0 train split (Skelter Labs, CC BY-SA 3.0): {len(train)} questions "
-                         f"from {len(fit_articles)} articles after the first {args.skip_articles}",
+                         f"from {len(fit_articles)} articles after the first {args.skip_articles}"
+                         + (f", {n_missing_train} of them fact-missing pools" if n_missing_train else ""),
         "script": "eval/train_cross_reader.py",
         "rounds": rounds,   # earlier rounds this one started from (--init)
         "command": "python eval/train_cross_reader.py " + " ".join(sys.argv[1:]),
