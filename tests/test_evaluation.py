@@ -189,7 +189,7 @@ def test_blog_question_set_is_well_formed(name, least):
                 found |= (a in (str(meta.get("date", ""))[:10], author) if q["kind"] == "metadata"
                           else normalize(a) in normalize(body))
             assert found, (q["id"], a)
-    if name != "baldanders":
+    if not (base / "questions_en.jsonl").exists():
         return
     # the same questions asked in English: each names the Japanese one it translates, same gold
     by_id = {q["id"]: q for q in qs}
