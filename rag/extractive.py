@@ -717,13 +717,13 @@ class Reading(NamedTuple):
 
 def read(question: str, sources: Sequence, idf: Callable[[str], float] | None = None,
          reader: Reader | None = None, max_chars: int = 320, max_passages: int = MAX_PASSAGES,
-         asked: str | None = None) -> Reading:
+         asked: str | None = None, follow_share: float = 0.5) -> Reading:
     """`extractive_answer`'s text, the best sentence's score and the value it lacks (`Reading`).
 
     asked: the follow-up as typed where `question` is the rule's rewrite (the previous question
     prepended): the cross reader reads that one, or it answers the previous question again."""
     ranked = rank_sentences(question, sources, idf, reader, max_passages, asked)
-    quoted = quoted_sentences(ranked, max_chars)
+    quoted = quoted_sentences(ranked, max_chars, follow_share)
     return Reading(_answer_text(question, quoted, reader), ranked[0][2] if ranked else None,
                    missing_value(asked or question, [s for _, s in quoted], named_before=question if asked else "")
                    if ranked else None)
@@ -767,14 +767,15 @@ def _answer_text(question: str, quoted: Sequence[tuple[int, str]], reader: Reade
     return "\n".join([lead] + [_cite(s, n2) for n2, s in quoted[1:]])
 
 
-def quoted_sentences(ranked: Sequence[tuple[int, str, float]], max_chars: int = 320) -> list[tuple[int, str]]:
+def quoted_sentences(ranked: Sequence[tuple[int, str, float]], max_chars: int = 320,
+                     follow_share: float = 0.5) -> list[tuple[int, str]]:
     """(source_n, sentence) the answer quotes: the best, then the next two while room is left and
-    they score at least half as well."""
+    they score at least `follow_share` of the best."""
     if not ranked:
         return []
     out, used = [ranked[0][:2]], len(ranked[0][1])
     for n, s, score in ranked[1:3]:
-        if used + len(s) > max_chars or score < 0.5 * ranked[0][2]:
+        if used + len(s) > max_chars or score < follow_share * ranked[0][2]:
             break
         out.append((n, s))
         used += len(s)

@@ -158,30 +158,31 @@ def number_sources(hits: Sequence[Hit], cited_order: Sequence[int]) -> list[dict
     return [source_dict(n, h) for n, h in enumerate(ordered, 1)]
 
 
-def retrieval_evidence(retriever: Retriever, question: str, hits: Sequence[Hit]) -> refusal.Evidence:
+def retrieval_evidence(retriever: Retriever, question: str, hits: Sequence[Hit],
+                       passages: int = extractive.MAX_PASSAGES) -> refusal.Evidence:
     """The evidence retrieval gives: best dense cosine and idf-weighted coverage of the question's
-    terms by the top three hits, the names and quoted titles no post holds, and the quoted
+    terms by the top `passages` hits (those the extractive answer reads), the names and quoted titles no post holds, and the quoted
     clauses no chunk holds most of.
 
     Dense cosines bunch together (off-topic ~0.82, on-topic ~0.86 for e5), so coverage of the
     question's content terms by the top passages carries much of the signal."""
-    dense, coverage = _coverage(retriever, question, hits)
+    dense, coverage = _coverage(retriever, question, hits[:passages])
     absent, unheld = retriever.name_evidence(question)
     return refusal.Evidence(n_passages=len(hits), dense=dense, coverage=coverage, cjk_question=has_cjk(question),
-                            cjk_sources=any(has_cjk(h.text) for h in hits[:3]) if hits else True,
+                            cjk_sources=any(has_cjk(h.text) for h in hits[:passages]) if hits else True,
                             absent_names=tuple(absent), unheld_clauses=tuple(unheld))
 
 
 def _coverage(retriever: Retriever, question: str, hits: Sequence[Hit]) -> tuple[float | None, float]:
     if not hits:
         return None, 0.0
-    scored = [h.dense_score for h in hits[:3] if h.dense_score is not None]
+    scored = [h.dense_score for h in hits if h.dense_score is not None]
     dense = max(scored) if scored else None
     q_terms = set(retriever.tokenize(question))
     weights = retriever.term_idf(q_terms)
     unknown = len(q_terms) - len(weights)
     top_terms: set[str] = set()
-    for h in hits[:3]:
+    for h in hits:
         top_terms.update(retriever.tokenize(h.title + "\n" + h.text))
     total = sum(weights.values()) + unknown * retriever.max_idf  # terms unknown to the archive weigh the most
     covered = sum(w for t, w in weights.items() if t in top_terms)
@@ -200,7 +201,8 @@ def identifiers_held(identifiers: Sequence[str], sources: Sequence[Hit]) -> list
     return [{t for t in identifiers if metadata.has_token(x, t, series=True)} for x in source_texts(sources)]
 
 
-def answer_scores(retriever: Retriever, question: str, hits: Sequence[Hit]) -> list[float]:
+def answer_scores(retriever: Retriever, question: str, hits: Sequence[Hit],
+                  passages: int = extractive.MAX_PASSAGES) -> list[float]:
     """Per-sentence answer scores of today's extractive answerer (for the not-stated refusal):
     idf-weighted coverage of the question's terms by a sentence and its neighbours, over the
     sentences the extractive answerers choose from. English questions count only terms the archive
@@ -209,7 +211,7 @@ def answer_scores(retriever: Retriever, question: str, hits: Sequence[Hit]) -> l
     weights = retriever.term_idf(q_terms)
     unknown = 0.0 if is_english(question) else (len(q_terms) - len(weights)) * retriever.max_idf
     scores: list[float] = []
-    for h in hits[:3]:
+    for h in hits[:passages]:
         sents = [set(retriever.tokenize(s)) for s in extractive.passage_sentences(h.text)]
         scores.extend(refusal.window_coverage(weights, unknown, sents))
     return scores
@@ -240,10 +242,12 @@ class Assistant:
     def read(self, question: str, hits: Sequence[Hit], asked: str | None = None) -> extractive.Reading:
         """The extractive answer and, with the cross reader, P(its lead sentence answers) and the
         asked value its sentences lack (`extractive.Reading`)."""
-        reader = self.reader
+        reader, s = self.reader, self.settings
         if reader is None:
-            return extractive.Reading(extractive.overlap_answer(question, hits, self.retriever), None)
-        r = extractive.read(question, hits, extractive.index_idf(self.retriever), reader, asked=asked)
+            return extractive.Reading(extractive.overlap_answer(
+                question, hits, self.retriever, max_chars=s.answer_max_chars, max_passages=s.answer_passages), None)
+        r = extractive.read(question, hits, extractive.index_idf(self.retriever), reader, s.answer_max_chars,
+                            s.answer_passages, asked, s.answer_follow_share)
         return r if reader.cross is not None else extractive.Reading(r.text, None)
 
     def min_answer_p(self) -> float:
@@ -310,7 +314,7 @@ class Assistant:
         else:
             hits = list(hits)[:k or self.settings.top_k]
         t_retrieved = time.perf_counter()
-        ev = retrieval_evidence(self.retriever, standalone, hits)  # on the retrieved chunks, before assembly
+        ev = retrieval_evidence(self.retriever, standalone, hits, self.settings.answer_passages)  # on the retrieved chunks, before assembly
         draft = _Draft(question, standalone, self.context(hits), ev.as_dict(), t0, t_retrieved, retrieved=hits)
         english = is_english(question)
         meta = self.metadata_answer(question, bool(history), draft.hits, english)
@@ -345,7 +349,7 @@ class Assistant:
         """The rest of the evidence without a chat endpoint, short of reading: the question's
         identifiers and how-many counter the sources do not state, its focus noun no post uses and
         the best overlap score. The cross reader's P is added when it can change the decision."""
-        scores = answer_scores(self.retriever, draft.standalone, draft.hits)
+        scores = answer_scores(self.retriever, draft.standalone, draft.hits, self.settings.answer_passages)
         return dataclasses.replace(
             ev, missing_identifiers=tuple(refusal.missing_identifiers(*draft.identifiers)),
             missing_count=self.missing_count(draft), missing_focus=self.missing_focus(draft),
@@ -529,7 +533,8 @@ class Assistant:
             items = "\n".join(line.format(n=i, **metadata.fields(self._post_fields(s)))
                                for i, s in enumerate(sources, 1) if metadata.discusses(question, s.title, s.text))
             return self.prompts.get(f"meta_posts.{lang}").format(items=items) if items else None
-        i = metadata.pick_post(question, sources, is_followup(question, has_history, opening_only=True))
+        i = metadata.pick_post(question, sources, is_followup(question, has_history, opening_only=True),
+                               self.settings.metadata_min_title_match)
         if i is None:
             return None
         f = metadata.fields(self._post_fields(sources[i]))

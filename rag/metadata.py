@@ -109,7 +109,7 @@ def pick_post(question: str, sources: Sequence, followup: bool, min_match: float
         return 0
     if not about_post(question) and not (intent(question) == DATE and key_tokens(question)):
         return None
-    scored = [(title_match(question, s.title), -i) for i, s in enumerate(sources[:5])]
+    scored = [(title_match(question, s.title), -i) for i, s in enumerate(sources)]
     best, neg_i = max(scored)
     return -neg_i if best >= min_match else None
 

@@ -137,6 +137,30 @@ def test_follow_up_date_with_a_chat_endpoint(chat, llm_server):
     assert len(llm_server.requests) == 1  # the rewrite only
 
 
+def test_how_closely_a_metadata_question_must_name_the_title_is_a_setting(retriever):
+    q = "インデックス設計の記事の著者は？"   # 0.45 of the title's terms: below the default 0.5
+    assert Assistant(Settings(), retriever).ask(q).answered_from == "text"
+    ans = Assistant(Settings(metadata_min_title_match=0.4), retriever).ask(q)
+    assert ans.answered_from == "metadata" and "田中 亮" in ans.answer
+    assert ans.citations[0]["post_id"] == POSTGRES
+
+
+def test_what_the_extractive_answer_reads_and_quotes_is_set_by_the_answer_settings(retriever):
+    dense = [h.dense_score for h in retriever.search(OFF_ARCHIVE_Q, Settings().top_k, "hybrid")]
+    three = Assistant(Settings(), retriever).ask(OFF_ARCHIVE_Q).evidence
+    one = Assistant(Settings(answer_passages=1), retriever).ask(OFF_ARCHIVE_Q).evidence
+    assert three["dense"] == round(max(dense[:3]), 4) and one["dense"] == round(dense[0], 4) < three["dense"]
+    assert one["coverage"] < three["coverage"]   # the evidence is measured on the passages read
+
+    def quoted(settings):
+        return Assistant(settings, retriever).ask("How did the p95 latency change?").answer.split("\n\n")[-1].split("\n")
+
+    full = quoted(Settings())
+    assert len(full) >= 2   # the best sentence and the ones scoring at least half as well
+    assert quoted(Settings(answer_max_chars=1)) == full[:1]   # the best sentence, always
+    assert quoted(Settings(answer_follow_share=1.01)) == full[:1]
+
+
 def test_a_title_that_does_not_name_the_asked_version_is_not_answered_from_metadata(retriever):
     ans = Assistant(Settings(), retriever).ask("PostgreSQL 9.6.24 がリリースされたのはいつですか？")
     assert ans.answered_from == "text"
