@@ -27,6 +27,11 @@ minutes each on 2 cores at 13-18 pairs/s:
         --held-questions 400 --out /tmp/cross-round3.npz
     python eval/train_cross_reader.py --init /tmp/cross-round3.npz --seed 3 --top 12 --questions 2000 \
         --held-questions 400 --out rag/models/cross_reader.npz
+
+--lr 0 trains nothing: with --init and a round's other arguments it scores that model on the same
+held-out pools, the baseline to compare a round with. --fact-missing N adds N training pools with
+every answer-bearing sentence removed (all negatives); one such round was measured and not adopted
+(docs/benchmarks.md, "A fourth blog, held out").
 """
 
 from __future__ import annotations
@@ -193,7 +198,7 @@ def main() -> int:
     enc.train()
     t1 = time.perf_counter()
     run_loss, pairs = [], 0
-    for step in range(steps):
+    for step in range(steps if args.lr > 0 else 0):   # --lr 0: score the --init model on the same pools
         batch = train[step * args.batch_questions:(step + 1) * args.batch_questions]
         rows, labels, groups = [], [], []
         for g, (q, sents, ys, _) in enumerate(batch):
@@ -222,6 +227,14 @@ def main() -> int:
             print(f"step {step + 1}/{steps} loss {np.mean(run_loss[-50:]):.3f} "
                   f"{pairs / el:.1f} pairs/s {el:.0f} s", flush=True)
     t_train = time.perf_counter() - t1
+    weights = {k: v.detach().numpy().astype(np.float16) for k, v in adapters.items()}
+    weights["head.w"] = head.weight.detach().numpy()[0].astype(np.float32)
+    weights["head.b"] = head.bias.detach().numpy().astype(np.float32)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    # kept until the held-out scoring (minutes) is done: a killed run's weights can still be scored
+    # with --init UNSCORED --lr 0 and the same arguments
+    unscored = Path(args.out).with_suffix(".unscored.npz")
+    np.savez_compressed(unscored, meta=np.asarray(json.dumps({"unscored": True, "top": args.top})), **weights)
 
     held_z = cross_logits(enc, tok, wemb, head, held)
     miss_z = cross_logits(enc, tok, wemb, head, missing)
@@ -269,11 +282,8 @@ def main() -> int:
         "stack": [float(stack.coef_[0][0]), float(stack.coef_[0][1]), float(stack.intercept_[0])],
         "top": args.top,
     }
-    weights = {k: v.detach().numpy().astype(np.float16) for k, v in adapters.items()}
-    weights["head.w"] = head.weight.detach().numpy()[0].astype(np.float32)
-    weights["head.b"] = head.bias.detach().numpy().astype(np.float32)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(args.out, meta=np.asarray(json.dumps(report, ensure_ascii=False)), **weights)
+    unscored.unlink()
     print(json.dumps({**report, "out": args.out, "bytes": os.path.getsize(args.out)}, ensure_ascii=False, indent=1))
     return 0
 
