@@ -52,7 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_reader import load_articles, make_idf, pools  # noqa: E402
 
 from rag import cross_reader as cr  # noqa: E402
-from rag.extractive import features, load_reader  # noqa: E402
+from rag.extractive import features, load_reader, missing_value, question_type  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,6 +77,14 @@ def reader_pools(articles, idf, reader, top: int, drop_answers: bool = False):
         out.append((q, [cands[i].sentence for i in order], [labels[i] for i in order],
                     [float(p[i]) for i in order]))
     return out
+
+
+def states_other_value(pool) -> bool:
+    """A fact-missing pool whose question asks for a number, version or date and whose sentences
+    still hold one of that kind: a neighbouring fact stated, the asked one not (what a blog's
+    near-topic question meets)."""
+    q, sents = pool[0], pool[1]
+    return question_type(q) in ("number", "version", "when") and missing_value(q, sents) is None
 
 
 def cross_logits(enc, tok, wemb, head, groups, batch: int = 32) -> list[np.ndarray]:
@@ -113,6 +121,9 @@ def main() -> int:
                     help="also train on this many fact-missing pools of the training articles (every "
                          "answer-bearing sentence removed: all negatives), so that a sentence about the "
                          "topic that does not state the asked fact scores low")
+    ap.add_argument("--fact-missing-kind", choices=("any", "value"), default="any",
+                    help="value: only fact-missing pools whose question asks for a number, version or date "
+                         "and whose sentences hold another one")
     ap.add_argument("--top", type=int, default=8, help="sentences of the linear reader it rereads")
     ap.add_argument("--layers", type=int, default=6, help="adapt the top N of the 12 layers")
     ap.add_argument("--rank", type=int, default=8)
@@ -155,7 +166,11 @@ def main() -> int:
     train = train[:args.questions]
     n_missing_train = 0
     if args.fact_missing:
-        negatives = reader_pools(fit_sample, idf, reader, args.top, drop_answers=True)
+        if args.fact_missing_kind == "value":   # rarer: drawn from every question of the training articles
+            negatives = [g for g in reader_pools(fit_articles, idf, reader, args.top, drop_answers=True)
+                         if states_other_value(g)]
+        else:
+            negatives = reader_pools(fit_sample, idf, reader, args.top, drop_answers=True)
         rng.shuffle(negatives)
         negatives = negatives[:args.fact_missing]
         n_missing_train = len(negatives)
@@ -276,6 +291,9 @@ def main() -> int:
         "refuse_below": round(refuse_below, 4),
         "held_out_answerable_refused": round(float(np.mean(best_ans < refuse_below)), 4),
         "held_out_fact_missing_refused": round(float(np.mean(best_miss < refuse_below)), 4),
+        "held_out_fact_missing_value_questions": int(sum(map(states_other_value, missing))),
+        "held_out_fact_missing_value_refused": round(float(np.mean(
+            [b < refuse_below for b, g in zip(best_miss, missing) if states_other_value(g)] or [0.0])), 4),
         "train_pairs": pairs, "train_seconds": round(t_train, 1),
         "pairs_per_second": round(pairs / t_train, 1),
         "total_seconds": round(time.perf_counter() - t0, 1),

@@ -166,10 +166,15 @@ def test_training_script_fits_a_loadable_cross_reader(tmp_path):
     root = ex.DEFAULT_MODEL.parents[2]
     run = subprocess.run([sys.executable, str(root / "eval" / "train_cross_reader.py"), "--train", str(tmp_path),
                           "--skip-articles", "0", "--questions", "12", "--held-questions", "3", "--layers", "1",
+                          "--fact-missing", "6", "--fact-missing-kind", "value",
                           "--out", str(out)], capture_output=True, text=True, cwd=root)
     assert run.returncode == 0, run.stderr[-2000:]
     r = ex.load_reader(None, str(out))
     assert r.cross is not None and r.cross.meta["script"] == "eval/train_cross_reader.py"
+    # the other passages date other machines: answer-removed pools that still state a date
+    assert "6 of them fact-missing pools" in r.cross.meta["training_data"]
+    assert r.cross.meta["held_out_fact_missing_value_questions"] > 0
+    assert not out.with_suffix(".unscored.npz").exists()   # the pre-scoring copy is gone once scored
     assert r.cross.top == 8 and set(r.cross.weights) >= {"l11.qkv.A", "l11.fo.B", "head.w", "head.b"}
     text, p, _ = ex.read("第3号機が完成したのはいつ?", ["第3号機の開発は順調だった。第3号機は2003年4月に完成した。"], None, r)
     assert text and 0.0 <= p <= 1.0
