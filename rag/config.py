@@ -157,10 +157,10 @@ class Settings:
     # this idf-weighted share of the question's terms (rag/refusal.py). 0: the overlap score did
     # not separate answerable from unanswerable questions on both sets at once.
     answer_min_score: float = 0.0
-    # Without a chat endpoint, the extractive answer reads the top `answer_passages` retrieved chunks (the pools
-    # its readers were trained on: three passages), and the refusal evidence (best cosine, coverage,
-    # overlap scores) is measured on the same chunks. It quotes the best sentence, then the next two
-    # that score at least `answer_follow_share` of it while `answer_max_chars` characters allow.
+    # Without a chat endpoint, the extractive answer reads the top `answer_passages` retrieved chunks
+    # (the pools its readers were trained on: three passages), and the refusal evidence (best cosine,
+    # coverage, overlap scores) is measured on the same chunks. It quotes the best sentence, then the
+    # next two that score at least `answer_follow_share` of it while `answer_max_chars` characters allow.
     answer_passages: int = 3
     answer_max_chars: int = 320
     answer_follow_share: float = 0.5

@@ -158,18 +158,18 @@ def number_sources(hits: Sequence[Hit], cited_order: Sequence[int]) -> list[dict
     return [source_dict(n, h) for n, h in enumerate(ordered, 1)]
 
 
-def retrieval_evidence(retriever: Retriever, question: str, hits: Sequence[Hit],
-                       passages: int = extractive.MAX_PASSAGES) -> refusal.Evidence:
+def retrieval_evidence(retriever: Retriever, question: str, hits: Sequence[Hit], passages: int) -> refusal.Evidence:
     """The evidence retrieval gives: best dense cosine and idf-weighted coverage of the question's
-    terms by the top `passages` hits (those the extractive answer reads), the names and quoted titles no post holds, and the quoted
-    clauses no chunk holds most of.
+    terms by the top `passages` hits (those the extractive answer reads), the names and quoted
+    titles no post holds, and the quoted clauses no chunk holds most of.
 
     Dense cosines bunch together (off-topic ~0.82, on-topic ~0.86 for e5), so coverage of the
     question's content terms by the top passages carries much of the signal."""
-    dense, coverage = _coverage(retriever, question, hits[:passages])
+    top = hits[:passages]
+    dense, coverage = _coverage(retriever, question, top)
     absent, unheld = retriever.name_evidence(question)
     return refusal.Evidence(n_passages=len(hits), dense=dense, coverage=coverage, cjk_question=has_cjk(question),
-                            cjk_sources=any(has_cjk(h.text) for h in hits[:passages]) if hits else True,
+                            cjk_sources=any(has_cjk(h.text) for h in top) if hits else True,
                             absent_names=tuple(absent), unheld_clauses=tuple(unheld))
 
 
@@ -201,8 +201,7 @@ def identifiers_held(identifiers: Sequence[str], sources: Sequence[Hit]) -> list
     return [{t for t in identifiers if metadata.has_token(x, t, series=True)} for x in source_texts(sources)]
 
 
-def answer_scores(retriever: Retriever, question: str, hits: Sequence[Hit],
-                  passages: int = extractive.MAX_PASSAGES) -> list[float]:
+def answer_scores(retriever: Retriever, question: str, hits: Sequence[Hit], passages: int) -> list[float]:
     """Per-sentence answer scores of today's extractive answerer (for the not-stated refusal):
     idf-weighted coverage of the question's terms by a sentence and its neighbours, over the
     sentences the extractive answerers choose from. English questions count only terms the archive
@@ -314,7 +313,8 @@ class Assistant:
         else:
             hits = list(hits)[:k or self.settings.top_k]
         t_retrieved = time.perf_counter()
-        ev = retrieval_evidence(self.retriever, standalone, hits, self.settings.answer_passages)  # on the retrieved chunks, before assembly
+        # on the retrieved chunks, before assembly
+        ev = retrieval_evidence(self.retriever, standalone, hits, self.settings.answer_passages)
         draft = _Draft(question, standalone, self.context(hits), ev.as_dict(), t0, t_retrieved, retrieved=hits)
         english = is_english(question)
         meta = self.metadata_answer(question, bool(history), draft.hits, english)
