@@ -168,6 +168,11 @@ class Settings:
     # post whose title it names: that share of the title's content bigrams in the question, or of the
     # question's in the title (metadata.title_match); below it the body answers.
     metadata_min_title_match: float = 0.5
+    # A date or author question that describes its post in other words than the title is answered
+    # from the front matter of the retrieved post holding most of the describing terms (at least
+    # half), when it names no version or id and the refusal gate lets it through
+    # (metadata.described_post); off: only a named title counts.
+    metadata_described_post: bool = True
     # Context given to the answerer: characters in all (0 = the retrieved chunks as they are) and
     # how many neighbouring chunks on each side a hit may grow into (rag/context.py).
     context_chars: int = 6000

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 from . import extractive, metadata, refusal
 from .citations import Renumberer, check_claims, groundedness
@@ -317,7 +317,9 @@ class Assistant:
         ev = retrieval_evidence(self.retriever, standalone, hits, self.settings.answer_passages)
         draft = _Draft(question, standalone, self.context(hits), ev.as_dict(), t0, t_retrieved, retrieved=hits)
         english = is_english(question)
-        meta = self.metadata_answer(question, bool(history), draft.hits, english)
+        # a post described in other words than its title is taken only where the archive covers it
+        covered = lambda: refusal.decide(ev, self.thresholds(), self.client is not None).action != refusal.OFF_ARCHIVE
+        meta = self.metadata_answer(question, bool(history), draft.hits, english, covered)
         if meta is not None:
             yield from self._metadata(draft, meta)
             return
@@ -522,8 +524,10 @@ class Assistant:
                         self.settings.context_neighbours, header=fetch_header(reader, metadata.header))
 
     def metadata_answer(self, question: str, has_history: bool, sources: Sequence[Hit],
-                        english: bool) -> str | None:
-        """An answer from the front matter when the question is about a post itself, else None."""
+                        english: bool, covered: Callable[[], bool] = lambda: True) -> str | None:
+        """An answer from the front matter when the question is about a post itself, else None.
+        `covered`: whether the refusal gate lets the question through (asked only when the post is
+        not named by its title, `settings.metadata_described_post`)."""
         kind = metadata.intent(question)
         if kind is None or not sources:
             return None
@@ -535,6 +539,9 @@ class Assistant:
             return self.prompts.get(f"meta_posts.{lang}").format(items=items) if items else None
         i = metadata.pick_post(question, sources, is_followup(question, has_history, opening_only=True),
                                self.settings.metadata_min_title_match)
+        if i is None and self.settings.metadata_described_post:
+            i = metadata.described_post(question, sources)
+            i = i if i is not None and covered() else None
         if i is None:
             return None
         f = metadata.fields(self._post_fields(sources[i]))

@@ -24,12 +24,15 @@ _PATTERNS = [
     (DATE, re.compile(r"((リリース|公開|告知|発表|投稿|掲載|執筆|アナウンス)(され|し)?(た|る)?の(は|って)いつ"
                       r"|いつ(の記事|書かれ|投稿|公開|告知|発表|掲載|リリースされ)|記事の(日付|投稿日|公開日)"
                       r"|(投稿日|公開日|掲載日)|\bwhen\s+(was|were)\b.*\b(released|published|announced|posted|written)\b"
+                      r"|何年何月(何日)?(に|の)?(投稿|公開|掲載|執筆|書かれ|告知|発表)"
                       r"|\bwhat\s+date\b.*\b(post|article)\b)", re.I)),
     (POSTS, re.compile(r"((どの|どんな|どれ)(記事|投稿|ポスト)|記事(は|を)(どれ|教えて|挙げて)|について(の|書かれた|扱った)"
                        r"記事(は|を)?(ありますか|ある|どれ)|\b(which|what)\s+(posts|articles)\b"
                        r"|\b(posts|articles)\s+(about|on|discussing)\b)", re.I)),
 ]
 _ABOUT_POST = re.compile(r"(記事|投稿|ポスト|ブログ|告知|アナウンス|掲載|\b(post|posts|article|articles|blog)\b)", re.I)
+_DESCRIBING = re.compile(r"(著者|筆者|執筆者|作者|投稿者|書き手|日付|投稿日|公開日|掲載日|何年|何月|何日|紹介|解説|告知|発表|記事)")
+_HAS_HIRAGANA = re.compile(r"[\u3040-\u309f]")
 _FILE_DATE = re.compile(r"(\d{4}-\d{2}-\d{2})-")
 _EN_META_WORDS = re.compile(r"\b(who|wrote|written|writes|the|a|an|posts?|articles?|about|on|when|was|were|is|are|"
                             r"published|released|announced|posted|what|which|date|of|tags?|author|by|did|does|"
@@ -112,6 +115,30 @@ def pick_post(question: str, sources: Sequence, followup: bool, min_match: float
     scored = [(title_match(question, s.title), -i) for i, s in enumerate(sources)]
     best, neg_i = max(scored)
     return -neg_i if best >= min_match else None
+
+
+def described_post(question: str, sources: Sequence) -> int | None:
+    """Index of the source a date or author question is about when it describes the post in other
+    words than its title (「GitHon を HonKit に改名したと告知した記事の投稿日は」 for 「GitHon は HonKit に名前を変更
+    しました」): the source holding most of the describing terms, at least half of them; else None.
+
+    Only questions about the post itself that name no version or id: a question naming Ruby 3.3.10
+    must find it in a title (`pick_post`), or the date would be another release's."""
+    if not sources or intent(question) not in (DATE, AUTHOR) or not about_post(question) or key_tokens(question):
+        return None
+    described = described_terms(question)
+    if len(described) < 2:   # 「Go の記事の著者は？」 describes no one post
+        return None
+    shares = [len(described & _content(fold(s.title + "\n" + s.text))) / len(described) for s in sources]
+    best = max(range(len(shares)), key=lambda i: (shares[i], -i))
+    return best if shares[best] >= 0.5 else None
+
+
+def described_terms(question: str) -> set[str]:
+    """The terms describing the post: the question's bigrams of kanji, katakana and Latin words
+    (「改名」, 「honkit」; not 「に改」 or 「日は」), without the words that ask for a date or author."""
+    text = _DESCRIBING.sub(" ", fold(question))
+    return {t for t in subject_terms(text) if not _HAS_HIRAGANA.search(t)}
 
 
 def fields(post: dict) -> dict:

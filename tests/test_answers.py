@@ -4,10 +4,12 @@ scripted endpoint on 127.0.0.1)."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
 
+from rag import metadata
 from rag.config import Settings
 from rag.generation import Assistant, Prompts
 from tests.llm_server import assistant_factory, json_reply, llm_server, sse_reply  # noqa: F401
@@ -139,10 +141,25 @@ def test_follow_up_date_with_a_chat_endpoint(chat, llm_server):
 
 def test_how_closely_a_metadata_question_must_name_the_title_is_a_setting(retriever):
     q = "インデックス設計の記事の著者は？"   # 0.45 of the title's terms: below the default 0.5
-    assert Assistant(Settings(), retriever).ask(q).answered_from == "text"
-    ans = Assistant(Settings(metadata_min_title_match=0.4), retriever).ask(q)
+    by_title = Settings(metadata_described_post=False)
+    assert Assistant(by_title, retriever).ask(q).answered_from == "text"
+    ans = Assistant(dataclasses.replace(by_title, metadata_min_title_match=0.4), retriever).ask(q)
     assert ans.answered_from == "metadata" and "田中 亮" in ans.answer
     assert ans.citations[0]["post_id"] == POSTGRES
+
+
+def test_a_post_described_in_other_words_than_its_title_gets_its_front_matter(retriever):
+    q = "注文履歴APIの遅さを部分インデックスで直した話を書いた記事の著者は誰ですか？"
+    assert Assistant(Settings(metadata_described_post=False), retriever).ask(q).answered_from == "text"
+    ans = Assistant(Settings(), retriever).ask(q)
+    assert ans.answered_from == "metadata" and "田中 亮" in ans.answer
+    assert ans.citations[0]["post_id"] == POSTGRES
+    # most of the description is in that post, but no post names GraphQL: the gate refuses it
+    off = "GraphQLの注文履歴APIを部分インデックスで速くした記事はいつ公開されましたか？"
+    assert metadata.described_post(off, Assistant(Settings(), retriever).context(
+        retriever.search(off, Settings().top_k, "hybrid"))) is not None
+    ans = Assistant(Settings(), retriever).ask(off)
+    assert ans.mode == "refused" and ans.refusal == "off_archive" and "2021-06-30" not in ans.answer
 
 
 def test_what_the_extractive_answer_reads_and_quotes_is_set_by_the_answer_settings(retriever):

@@ -43,6 +43,8 @@ def test_marker_prefix_is_held_back_while_streaming():
     ("Which posts discuss CI?", metadata.POSTS),
     ("XMLRPC.iPIMethods の脆弱性が ruby-core で報告されたのはいつですか？", None),
     ("p95はどれくらい下がった？", None),
+    ("Kagi を検索エンジンにした記事は何年何月何日の投稿ですか？", metadata.DATE),
+    ("何年何月にリリースされましたか？", None),
 ])
 def test_intent(q, kind):
     assert metadata.intent(q) == kind
@@ -68,6 +70,26 @@ def test_pick_post_takes_the_named_post_or_none_and_the_first_for_a_follow_up():
     assert metadata.pick_post("Ruby 3.4.10 がリリースされたのはいつ？", srcs, followup=False) == 1
     assert metadata.pick_post("Ruby 3.5.0 がリリースされたのはいつ？", srcs, followup=False) is None
     assert metadata.pick_post("それはいつの記事？", srcs, followup=True) == 0
+
+
+class P:
+    def __init__(self, title, text):
+        self.title, self.text = title, text
+
+
+def test_a_post_described_in_other_words_is_the_source_holding_most_of_the_description():
+    q = "GitHon を HonKit に改名したと告知した記事の投稿日はいつですか？"
+    assert metadata.described_terms(q) == {"githon", "honkit", "改名"}   # not に改, 日は, 投稿
+    srcs = [P("HonKit の使い方", "HonKit で本を書く。"), P("GitHon は HonKit に名前を変更しました", "GitHon を改名します。")]
+    assert metadata.pick_post(q, srcs, followup=False) is None   # 1/3 of the title's terms: not named
+    assert metadata.described_post(q, srcs) == 1                  # 3 of 3 described terms, against 1 of 3
+    assert metadata.described_post(q, srcs[:1]) is None           # 1 of 3: not the described post
+    # what is asked about a post, or what names no one post, is left to the body
+    assert metadata.described_post("GitHon を HonKit に改名した理由は？", srcs) is None
+    assert metadata.described_post("HonKit の記事の著者は？", srcs) is None
+    # a version must be in a title (pick_post): another release's post holds most of the rest
+    assert metadata.described_post("Ruby 3.3.10 のリリースを告知した記事はいつ公開されましたか？",
+                                   [P("Ruby 3.3.9 リリース", "Ruby 3.3.9 をリリースしました。")]) is None
 
 
 def test_header_carries_date_author_and_tags():
