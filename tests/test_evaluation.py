@@ -1,3 +1,4 @@
+import json
 import math
 
 import pytest
@@ -231,3 +232,33 @@ def test_rule_ablation_counts_what_each_rule_alone_decides():
     assert out["quoted titles and terms"]["refuses_right"] == 1 and "names no post holds" not in out
     assert out["reader vouching"]["lets_through_right"] == 1
     assert "counts" not in out
+
+
+def _eval_records(tmp_path, name, rows):
+    d = tmp_path / name
+    d.mkdir()
+    with open(d / "questions.jsonl", "w", encoding="utf-8") as f:
+        for answerable, refused, ev in rows:
+            f.write(json.dumps({"answerable": answerable, "refused": refused, "evidence": ev}) + "\n")
+    return str(d)
+
+
+def test_refit_reader_bars_replays_the_last_checks_and_fits_on_the_other_sets(tmp_path):
+    from eval.refit_reader_bars import figures, fit, load
+
+    rows = [
+        (True, False, {"reader_p": 0.30}),                                   # right, sure enough
+        (True, False, {"reader_p": 0.15, "missing_value": "number"}),        # answered at value_p 0.1
+        (False, True, {"reader_p": 0.20, "missing_value": "when", "reason": "missing_value"}),
+        (False, False, {"reader_p": 0.05}),                                  # answered: min_p is 0
+        (False, True, {"absent_names": ["X"], "reason": "absent_names"}),    # refused before the bars
+    ]
+    recs = load(_eval_records(tmp_path, "a", rows))
+    today = figures(recs, (0.0, 0.25, 0.25))
+    assert today == {"unanswerable_refused": 2, "n_unanswerable": 3, "answerable_refused": 1, "n_answerable": 2}
+    assert figures(recs, (0.0, 0.25, 0.1))["answerable_refused"] == 0          # 0.15 passes a 0.1 value bar
+    assert figures(recs, (0.0, 0.25, 0.1))["unanswerable_refused"] == 1        # and so does the 0.20 one
+    assert figures(recs, (0.06, 0.25, 0.25))["unanswerable_refused"] == 3      # the floor takes the 0.05 one
+    # refusing the 0.20 one costs the 0.15 answer (cost 0 + 2 x 1/2); the floor alone costs 1/3
+    assert fit([recs], weight=2.0) == (0.06, 0.0, 0.0)
+    assert fit([recs], weight=0.5) == (0.06, 0.0, 0.25)   # an answer refused weighs less than a third
