@@ -83,6 +83,9 @@ class Settings:
     fusion_k: int = 60
     dense_weight: float = 0.4
     keyword_weight: float = 0.6
+    # The dense weight for an English question over Japanese posts (keyword weight: the rest): the
+    # keyword leg matches only the posts' Latin fragments there (retrieval.fusion_weights).
+    crosslingual_dense_weight: float = 0.8
     # Hits each leg (dense, keyword) fetches before fusion: this many, or 3x the results asked for if more.
     candidates: int = 50
     # Run the BM25 leg in a worker thread while the question is embedded and FAISS searched.

@@ -106,13 +106,14 @@ def near_duplicate(a: set[str], b: set[str], threshold: float) -> bool:
 Leg = list[tuple[int, float]]  # (chunk id, score), best first
 
 
-def fuse(mode: str, dense_hits: Leg, kw_hits: Leg, settings: Settings) -> Leg:
-    """One ranking from the legs the mode ran."""
+def fuse(mode: str, dense_hits: Leg, kw_hits: Leg, settings: Settings,
+         weights: tuple[float, float] | None = None) -> Leg:
+    """One ranking from the legs the mode ran (`weights`: dense and keyword, default the settings')."""
     if mode == "dense":
         return dense_hits
     if mode == "keyword":
         return kw_hits
-    weights = [settings.dense_weight, settings.keyword_weight]
+    weights = weights or (settings.dense_weight, settings.keyword_weight)
     if settings.fusion == "rrf":
         return weighted_rrf([[i for i, _ in dense_hits], [i for i, _ in kw_hits]], weights, settings.fusion_k)
     return score_fusion([dense_hits, kw_hits], weights)
@@ -127,10 +128,26 @@ def fused_keyword_hits(query: str, kw_hits: Leg, dense_hits: Leg) -> Leg:
     the dense leg put first): for an English question (three Latin words or more) only the hits the
     dense leg also found count, the multilingual dense leg crossing the languages and BM25 reordering
     what it found. A lookup of a name or an id (YJIT, CVE-2025-27219) and Japanese keep every hit."""
-    if not (is_english(query) and len(_LATIN_WORD.findall(query)) >= 3):
+    if not crosslingual(query):
         return kw_hits
     found = {i for i, _ in dense_hits}
     return [(i, s) for i, s in kw_hits if i in found]
+
+
+def crosslingual(query: str) -> bool:
+    """An English question (three Latin words or more), as opposed to a lookup of a name or an id."""
+    return is_english(query) and len(_LATIN_WORD.findall(query)) >= 3
+
+
+def fusion_weights(query: str, dense_texts: Sequence[str], settings: Settings) -> tuple[float, float]:
+    """Dense and keyword weights of hybrid fusion. An English question over Japanese posts (the dense
+    leg's best chunks have kana or kanji) matches by keyword only their Latin fragments, and
+    score fusion scales the best keyword hit to full weight however little it matched, so the
+    multilingual dense leg weighs `crosslingual_dense_weight` there; the settings' weights were
+    chosen on Japanese questions."""
+    if crosslingual(query) and any(CJK_RE.search(t) for t in dense_texts):
+        return settings.crosslingual_dense_weight, 1.0 - settings.crosslingual_dense_weight
+    return settings.dense_weight, settings.keyword_weight
 
 
 def hits_from_rows(ranked: Leg, rows: dict, dense_hits: Leg, kw_hits: Leg) -> list[Hit]:
@@ -344,9 +361,13 @@ class Retriever:
         timings["filter_ms"] = _ms(t)
         dense_hits, kw_hits, qv = self._legs(query, n, mode, allowed, timings)
         t = time.perf_counter()
+        weights = None
         if mode == "hybrid":
             kw_hits = fused_keyword_hits(query, kw_hits, dense_hits)
-        ranked = fuse(mode, dense_hits, kw_hits, self.settings)[:n]
+            if crosslingual(query) and dense_hits:
+                top = self.reader.chunk_rows([i for i, _ in dense_hits[:3]])
+                weights = fusion_weights(query, [r["text"] for r in top.values()], self.settings)
+        ranked = fuse(mode, dense_hits, kw_hits, self.settings, weights)[:n]
         rows = self.reader.chunk_rows([i for i, _ in ranked])
         hits = drop_near_duplicates(hits_from_rows(ranked, rows, dense_hits, kw_hits), k,
                                     self.settings.dedup_threshold)

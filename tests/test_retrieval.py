@@ -109,3 +109,28 @@ def test_an_english_question_is_matched_by_keyword_only_where_the_dense_leg_foun
     dense = [h.post_id for h in r.search(q, 3, "dense")]
     assert dense[0] == "2025-03-26-ruby-3-2-8" and "2024-05-01-pasta" not in dense   # what the test relies on
     assert r.search(q, 1, "hybrid")[0].post_id == "2025-03-26-ruby-3-2-8"
+
+
+def test_an_english_question_over_japanese_posts_weighs_the_dense_leg_more(settings):
+    from rag.retrieval import fuse, fusion_weights
+
+    en = "Which function of the os package returns the config directory?"
+    s = settings.replace(crosslingual_dense_weight=0.8)
+    assert fusion_weights(en, ["設定ディレクトリを返す関数です。"], s) == (0.8, pytest.approx(0.2))
+    assert fusion_weights(en, ["It returns the config directory."], s) == (s.dense_weight, s.keyword_weight)
+    assert fusion_weights("UserConfigDir", ["設定ディレクトリ"], s) == (s.dense_weight, s.keyword_weight)  # a lookup
+    assert fusion_weights("設定ディレクトリを返す関数は？", ["設定"], s) == (s.dense_weight, s.keyword_weight)
+    # score fusion, hand computed: dense 0.9 / 0.8 -> 1 / 0 after the shift; keyword 5.0 -> 1
+    dense, kw = [(1, 0.9), (2, 0.8)], [(2, 5.0)]
+    assert [d for d, _ in fuse("hybrid", dense, kw, s)] == [2, 1]                # 0.4 vs 0.6
+    assert [d for d, _ in fuse("hybrid", dense, kw, s, (0.8, 0.2))] == [1, 2]    # 0.8 vs 0.2
+
+
+def test_the_crosslingual_weight_reaches_the_hybrid_search(retriever):
+    en = "How far did the p95 latency of the order history API drop?"
+    dense_only = Retriever(retriever.reader, retriever.embedder, retriever.settings.replace(crosslingual_dense_weight=1.0))
+    ids = lambda hits: [h.chunk_id for h in hits]   # noqa: E731
+    assert ids(dense_only.search(en, k=5)) == ids(dense_only.search(en, k=5, mode="dense"))
+    assert ids(retriever.search(en, k=5)) != ids(retriever.search(en, k=5, mode="dense"))
+    ja = "注文履歴APIのp95レイテンシはいくつからいくつに下がった？"   # a Japanese question keeps both legs
+    assert ids(dense_only.search(ja, k=5)) == ids(retriever.search(ja, k=5))
