@@ -541,7 +541,8 @@ class Assistant:
                                self.settings.metadata_min_title_match)
         if i is None and self.settings.metadata_described_post:
             i = metadata.described_post(question, sources)
-            i = i if i is not None and covered() else None
+            if i is not None and not covered():
+                i = None
         if i is None:
             return None
         f = metadata.fields(self._post_fields(sources[i]))

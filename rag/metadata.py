@@ -82,10 +82,12 @@ def subject_terms(question: str) -> set[str]:
 def discusses(question: str, title: str, text: str) -> bool:
     """A post discusses the question's subject: most of the subject's terms occur in it."""
     subject = subject_terms(question)
-    if not subject:
-        return False
-    have = _content(fold(title + "\n" + text))
-    return len(subject & have) >= 0.5 * len(subject)
+    return bool(subject) and held_share(subject, title, text) >= 0.5
+
+
+def held_share(terms: set[str], title: str, text: str) -> float:
+    """The share of `terms` (content bigrams and words) that a post's title and text hold."""
+    return len(terms & _content(fold(title + "\n" + text))) / len(terms)
 
 
 def _content(text: str) -> set[str]:
@@ -129,7 +131,7 @@ def described_post(question: str, sources: Sequence) -> int | None:
     described = described_terms(question)
     if len(described) < 2:   # 「Go の記事の著者は？」 describes no one post
         return None
-    shares = [len(described & _content(fold(s.title + "\n" + s.text))) / len(described) for s in sources]
+    shares = [held_share(described, s.title, s.text) for s in sources]
     best = max(range(len(shares)), key=lambda i: (shares[i], -i))
     return best if shares[best] >= 0.5 else None
 

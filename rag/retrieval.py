@@ -22,7 +22,7 @@ from .embedding import Embedder
 from .index import UnusableIndex, IndexReader, search_vectors
 from .keyword import ALNUM, get_tokenizer
 from .question import is_clause, question_names, quoted_phrases
-from .text import CJK_RE, bigram_tokens, char_ngrams, content_bigrams, fold, is_english
+from .text import CJK_RE, bigram_tokens, char_ngrams, content_bigrams, fold, has_cjk, is_english
 
 MODES = ("hybrid", "dense", "keyword")
 
@@ -145,7 +145,7 @@ def fusion_weights(query: str, dense_texts: Sequence[str], settings: Settings) -
     score fusion scales the best keyword hit to full weight however little it matched, so the
     multilingual dense leg weighs `crosslingual_dense_weight` there; the settings' weights were
     chosen on Japanese questions."""
-    if crosslingual(query) and any(CJK_RE.search(t) for t in dense_texts):
+    if crosslingual(query) and any(has_cjk(t) for t in dense_texts):
         return settings.crosslingual_dense_weight, 1.0 - settings.crosslingual_dense_weight
     return settings.dense_weight, settings.keyword_weight
 
